@@ -1,0 +1,77 @@
+//! Encodes a query's output batch and appends it to the sink topic.
+
+use bytes::Bytes;
+use datafusion::arrow::array::{Array, Int64Array};
+
+use super::SinkSpec;
+use crate::batch::ChangeBatch;
+use crate::error::{EngineError, Result};
+use crate::operator::OperatorContext;
+use crate::processing_log::ProcessingErrorKind;
+use crate::schema::ROWTIME;
+use crate::topic::{Partitioning, Record, TopicBackend};
+
+/// Writes every row of `batch` to the sink topic; returns the count
+/// written. Rows that cannot be encoded are logged and skipped.
+pub fn write(
+    spec: &SinkSpec,
+    batch: &ChangeBatch,
+    backend: &dyn TopicBackend,
+    ctx: &OperatorContext,
+) -> Result<usize> {
+    let data = &batch.data;
+    let key_count = spec.schema.key_count();
+    let value_count = spec.schema.columns().len() - key_count;
+    let keys = &data.columns()[..key_count];
+    let values = &data.columns()[key_count..key_count + value_count];
+    let rowtimes = data
+        .column_by_name(ROWTIME)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| EngineError::Plan("sink input lacks ROWTIME".into()))?;
+    let mut records = Vec::with_capacity(data.num_rows());
+    for row in 0..data.num_rows() {
+        let key = match spec.codec.encode_key(keys, row) {
+            Ok(k) => k,
+            Err(e) => {
+                ctx.log_error(
+                    ProcessingErrorKind::Serialization,
+                    format!("Error serializing key: {e}"),
+                );
+                continue;
+            }
+        };
+        let value = if batch.is_tombstone(row) {
+            None
+        } else {
+            match spec.codec.encode_value(values, row) {
+                Ok(v) => v,
+                Err(e) => {
+                    ctx.log_error(
+                        ProcessingErrorKind::Serialization,
+                        format!("Error serializing value: {e}"),
+                    );
+                    continue;
+                }
+            }
+        };
+        let timestamp = if rowtimes.is_null(row) {
+            0
+        } else {
+            rowtimes.value(row)
+        };
+        records.push((
+            Partitioning::ByKey,
+            Record {
+                key: key.map(Bytes::from),
+                value: value.map(Bytes::from),
+                timestamp,
+                headers: vec![],
+            },
+        ));
+    }
+    let written = records.len();
+    if written > 0 {
+        backend.produce(&spec.topic, records)?;
+    }
+    Ok(written)
+}

@@ -1,0 +1,132 @@
+//! Turns consumed records into a [`ChangeBatch`] of the source schema.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
+};
+use datafusion::common::ScalarValue;
+
+use super::{SourceSpec, TimestampSource};
+use crate::batch::ChangeBatch;
+use crate::error::Result;
+use crate::operator::OperatorContext;
+use crate::processing_log::{ProcessingErrorKind, ProcessingLogEntry};
+use crate::topic::ConsumedRecord;
+
+/// Decodes every record it can; the rest go to the processing log.
+pub fn decode(
+    spec: &SourceSpec,
+    records: &[ConsumedRecord],
+    ctx: &OperatorContext,
+) -> Result<ChangeBatch> {
+    let schema = spec.schema.arrow_schema();
+    let width = spec.schema.columns().len();
+    let mut columns: Vec<Vec<ScalarValue>> = (0..width)
+        .map(|_| Vec::with_capacity(records.len()))
+        .collect();
+    let mut rowtimes = Vec::with_capacity(records.len());
+    let mut partitions = Vec::with_capacity(records.len());
+    let mut offsets = Vec::with_capacity(records.len());
+    let mut tombstones = Vec::with_capacity(records.len());
+
+    for consumed in records {
+        let record = &consumed.record;
+        if record.value.is_none() && !spec.is_table {
+            continue;
+        }
+        let decoded = spec
+            .codec
+            .decode_key(record.key.as_deref())
+            .and_then(|mut row| {
+                match &record.value {
+                    Some(v) => row.extend(spec.codec.decode_value(v)?),
+                    None => {
+                        for c in spec.codec.value_columns() {
+                            row.push(ScalarValue::try_new_null(&c.sql_type.to_arrow())?);
+                        }
+                    }
+                }
+                Ok(row)
+            });
+        let row = match decoded {
+            Ok(row) => row,
+            Err(e) => {
+                log_record(
+                    ctx,
+                    consumed,
+                    ProcessingErrorKind::Deserialization,
+                    e.to_string(),
+                );
+                continue;
+            }
+        };
+        let rowtime = match spec.timestamp {
+            TimestampSource::RecordTime => Some(record.timestamp),
+            TimestampSource::Column(i) => match &row[i] {
+                ScalarValue::Int64(Some(v)) | ScalarValue::TimestampMillisecond(Some(v), _) => {
+                    Some(*v)
+                }
+                _ => None,
+            },
+        };
+        let Some(rowtime) = rowtime.filter(|t| *t >= 0 || record.value.is_none()) else {
+            log_record(
+                ctx,
+                consumed,
+                ProcessingErrorKind::Deserialization,
+                "Record dropped: its timestamp column is null or negative".into(),
+            );
+            continue;
+        };
+        for (column, value) in columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+        rowtimes.push(rowtime);
+        partitions.push(consumed.partition);
+        offsets.push(consumed.offset);
+        tombstones.push(record.value.is_none());
+    }
+
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width + 3);
+    for (values, field) in columns.into_iter().zip(schema.fields()) {
+        arrays.push(if values.is_empty() {
+            datafusion::arrow::array::new_empty_array(field.data_type())
+        } else {
+            ScalarValue::iter_to_array(values)?
+        });
+    }
+    arrays.push(Arc::new(Int64Array::from(rowtimes)));
+    arrays.push(Arc::new(Int32Array::from(partitions)));
+    arrays.push(Arc::new(Int64Array::from(offsets)));
+    let data = RecordBatch::try_new(schema, arrays)?;
+    Ok(ChangeBatch::with_tombstones(
+        data,
+        BooleanArray::from(tombstones),
+    ))
+}
+
+fn log_record(
+    ctx: &OperatorContext,
+    consumed: &ConsumedRecord,
+    kind: ProcessingErrorKind,
+    message: String,
+) {
+    let record = consumed
+        .record
+        .value
+        .as_deref()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    ctx.log.log(ProcessingLogEntry {
+        query_id: ctx.query_id.to_string(),
+        kind,
+        message,
+        topic: Some(consumed.topic.to_string()),
+        partition: Some(consumed.partition),
+        offset: Some(consumed.offset),
+        record,
+    });
+}
+
+#[allow(dead_code)]
+fn _unused(_: &TimestampMillisecondArray, _: &dyn Array) {}

@@ -1,0 +1,102 @@
+//! [`Runtime`]: the set of running persistent queries and what drives them.
+//!
+//! Two drivers share one loop body: [`Runtime::run_until_idle`] runs every
+//! query in creation order until none has input left, which is
+//! deterministic and what tests and the conformance runner use;
+//! [`Runtime::spawn`] runs the same loop on a thread for servers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::processing_log::ProcessingLog;
+use crate::query::{PersistentQuery, QueryState};
+use crate::topic::TopicBackend;
+
+/// Owns the running queries of one engine.
+pub struct Runtime {
+    backend: Arc<dyn TopicBackend>,
+    log: Arc<ProcessingLog>,
+    queries: Mutex<Vec<PersistentQuery>>,
+    /// Records per poll: 1 gives ksqlDB's per-record semantics between
+    /// chained queries; larger values batch for throughput.
+    batch_size: usize,
+    stopping: AtomicBool,
+}
+
+impl Runtime {
+    pub fn new(backend: Arc<dyn TopicBackend>, log: Arc<ProcessingLog>, batch_size: usize) -> Self {
+        Runtime {
+            backend,
+            log,
+            queries: Mutex::new(Vec::new()),
+            batch_size: batch_size.max(1),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn TopicBackend> {
+        &self.backend
+    }
+
+    pub fn processing_log(&self) -> &Arc<ProcessingLog> {
+        &self.log
+    }
+
+    pub fn add(&self, query: PersistentQuery) {
+        self.queries.lock().push(query);
+    }
+
+    /// Stops and removes a query; false if there was none with that id.
+    pub fn remove(&self, id: &str) -> bool {
+        let mut queries = self.queries.lock();
+        let before = queries.len();
+        queries.retain(|q| q.id() != id);
+        queries.len() != before
+    }
+
+    /// The state of every query, by id.
+    pub fn states(&self) -> Vec<(String, QueryState)> {
+        self.queries
+            .lock()
+            .iter()
+            .map(|q| (q.id().to_string(), q.state().clone()))
+            .collect()
+    }
+
+    /// One pass over all queries; returns the records consumed.
+    pub fn step(&self) -> usize {
+        let mut queries = self.queries.lock();
+        let mut total = 0;
+        for q in queries.iter_mut() {
+            total += q.poll_once(self.batch_size);
+        }
+        total
+    }
+
+    /// Runs until no query has anything left to read.
+    pub fn run_until_idle(&self) {
+        while self.step() > 0 {}
+    }
+
+    /// Runs the queries on a background thread until [`Runtime::stop`].
+    pub fn spawn(self: &Arc<Self>) -> std::io::Result<JoinHandle<()>> {
+        let runtime = self.clone();
+        std::thread::Builder::new()
+            .name("sluice-runtime".into())
+            .spawn(move || {
+                while !runtime.stopping.load(Ordering::Relaxed) {
+                    if runtime.step() == 0 {
+                        runtime.backend.wait_for_data(Duration::from_millis(50));
+                    }
+                }
+            })
+    }
+
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}

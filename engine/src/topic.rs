@@ -1,0 +1,147 @@
+//! The topic abstraction every backend implements.
+//!
+//! A topic is a named, partitioned, append-only log of [`Record`]s, as in
+//! Kafka. The engine reads and writes topics only through
+//! [`TopicBackend`]; the embedded in-memory backend and the Kafka backend
+//! live in `sluice-connectors`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// One record of a topic, as produced or consumed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Record {
+    pub key: Option<Bytes>,
+    /// `None` is a tombstone.
+    pub value: Option<Bytes>,
+    /// Event time in epoch milliseconds.
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// A record read back from a topic, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumedRecord {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub record: Record,
+}
+
+/// Name and shape of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    pub partitions: u32,
+    pub replicas: u16,
+}
+
+/// Where a record goes when produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioning {
+    /// Kafka's default partitioner: murmur2 of the key bytes, round robin
+    /// for records without a key.
+    ByKey,
+    Explicit(i32),
+}
+
+/// A set of topics: what a broker (or its embedded stand-in) provides.
+pub trait TopicBackend: Send + Sync {
+    /// Creates a topic; fails with [`crate::EngineError::TopicExists`] if it
+    /// exists already.
+    fn create_topic(&self, name: &str, partitions: u32, replicas: u16) -> Result<()>;
+    fn delete_topic(&self, name: &str) -> Result<()>;
+    fn describe_topic(&self, name: &str) -> Option<TopicDescription>;
+    fn list_topics(&self) -> Vec<TopicDescription>;
+    /// Appends records; returns each record's partition and offset.
+    fn produce(&self, topic: &str, records: Vec<(Partitioning, Record)>)
+    -> Result<Vec<(i32, i64)>>;
+    /// Opens a consumer positioned at the start of every partition.
+    fn consumer(&self, topic: &str) -> Result<Box<dyn TopicConsumer>>;
+    /// Blocks until some topic receives a record or the timeout passes;
+    /// lets drivers sleep instead of spinning on empty polls.
+    fn wait_for_data(&self, timeout: Duration);
+}
+
+/// Reads one topic, all of its partitions.
+pub trait TopicConsumer: Send {
+    /// Up to `max` records that are available now, oldest first per
+    /// partition; empty when the consumer is caught up.
+    fn poll(&mut self, max: usize) -> Result<Vec<ConsumedRecord>>;
+    /// The next offset to read, per partition.
+    fn positions(&self) -> Vec<(i32, i64)>;
+    /// Repositions a partition, as a restore from a checkpoint does.
+    fn seek(&mut self, partition: i32, offset: i64) -> Result<()>;
+    /// Records available but not read yet, summed over partitions.
+    fn lag(&self) -> u64;
+}
+
+/// Kafka's default partitioner hash (murmur2 with Kafka's seed), so keys
+/// land on the partitions a Kafka producer would choose.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let length = data.len() as u32;
+    let mut h: u32 = SEED ^ length;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    match tail.len() {
+        3 => {
+            h ^= (tail[2] as u32) << 16;
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        2 => {
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        1 => {
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        _ => {}
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for a key.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) as u32 % partitions.max(1)) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc"), 479470107);
+    }
+}

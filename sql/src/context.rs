@@ -1,0 +1,930 @@
+//! [`KsqlContext`]: executes ksqlDB statements.
+//!
+//! It owns the [`Catalog`], plans queries, creates topics through the
+//! engine's [`TopicBackend`] and hands persistent queries to the engine's
+//! [`Runtime`]. Statements are all-or-nothing: a rejected statement leaves
+//! the catalog, topics and queries as they were.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::execution::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
+use parking_lot::Mutex;
+use sluice_engine::format::Format;
+use sluice_engine::processing_log::ProcessingLog;
+use sluice_engine::query::{
+    PersistentQuery, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampSource,
+};
+use sluice_engine::runtime::Runtime;
+use sluice_engine::schema::{Column, ColumnKind, LogicalSchema, SqlType};
+use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicDescription};
+
+use crate::catalog::{Catalog, DataSource, QueryInfo};
+use crate::error::{Result, SqlError};
+use crate::functions::{FunctionKind, FunctionRegistry};
+use crate::parser::{
+    ColumnConstraint, CreateAsSelect, CreateSource, ParsedStatement, PropertyValue, Query,
+    ShowKind, SourceKind, Statement, WithProperties, parse_statements,
+};
+use crate::planner::PlanContext;
+use crate::planner::expr::{ExprPlanner, Scope};
+use crate::{not_supported, statement_err};
+
+/// Property switching on ksqlDB's newer planner rules for key columns.
+pub const NEW_QUERY_PLANNER: &str = "ksql.new.query.planner.enabled";
+
+/// What a successful statement reports.
+#[derive(Debug, Clone)]
+pub enum StatementResult {
+    /// DDL and other status messages: "Stream created".
+    Status {
+        message: String,
+    },
+    /// A persistent query was started.
+    QueryStarted {
+        query_id: String,
+        sink: String,
+        message: String,
+    },
+    Streams(Vec<Arc<DataSource>>),
+    Tables(Vec<Arc<DataSource>>),
+    Queries(Vec<QueryDescription>),
+    Topics(Vec<TopicDescription>),
+    Description(SourceDescription),
+    Functions(Vec<(String, FunctionKind)>),
+    Properties(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryDescription {
+    pub info: QueryInfo,
+    pub state: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceDescription {
+    pub source: Arc<DataSource>,
+    pub readers: Vec<String>,
+    pub writers: Vec<String>,
+    pub partitions: Option<u32>,
+}
+
+/// A statement that failed, with where it starts.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct StatementError {
+    pub statement: String,
+    pub line: u64,
+    pub column: u64,
+    pub error: SqlError,
+}
+
+/// The statement executor of one Sluice engine.
+pub struct KsqlContext {
+    catalog: Mutex<Catalog>,
+    runtime: Arc<Runtime>,
+    state: SessionState,
+    functions: FunctionRegistry,
+    properties: Mutex<BTreeMap<String, String>>,
+}
+
+impl KsqlContext {
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        let state = SessionStateBuilder::new().with_default_features().build();
+        let functions = FunctionRegistry::new(&state);
+        KsqlContext {
+            catalog: Mutex::new(Catalog::default()),
+            runtime,
+            state,
+            functions,
+            properties: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A context on `backend` with a fresh runtime whose queries poll
+    /// `batch_size` records at a time.
+    pub fn with_backend(backend: Arc<dyn TopicBackend>, batch_size: usize) -> Self {
+        let runtime = Arc::new(Runtime::new(
+            backend,
+            Arc::new(ProcessingLog::default()),
+            batch_size,
+        ));
+        KsqlContext::new(runtime)
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn backend(&self) -> &Arc<dyn TopicBackend> {
+        self.runtime.backend()
+    }
+
+    pub fn functions(&self) -> &FunctionRegistry {
+        &self.functions
+    }
+
+    pub fn set_property(&self, name: &str, value: &str) {
+        self.properties
+            .lock()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    pub fn source(&self, name: &str) -> Option<Arc<DataSource>> {
+        self.catalog.lock().source(name).cloned()
+    }
+
+    pub fn sources(&self) -> Vec<Arc<DataSource>> {
+        self.catalog.lock().sources().cloned().collect()
+    }
+
+    /// Parses and executes a script; stops at the first failing statement
+    /// (the ones before it stay executed, as in ksqlDB).
+    pub fn execute(&self, sql: &str) -> Result<Vec<StatementResult>, StatementError> {
+        let statements = parse_statements(sql).map_err(|error| {
+            let (line, column) = match &error {
+                SqlError::Syntax { line, column, .. } => (*line, *column),
+                _ => (0, 0),
+            };
+            StatementError {
+                statement: sql.trim().to_string(),
+                line,
+                column,
+                error,
+            }
+        })?;
+        let mut results = Vec::with_capacity(statements.len());
+        for parsed in statements {
+            let result = self
+                .execute_statement(&parsed)
+                .map_err(|error| StatementError {
+                    statement: parsed.text.clone(),
+                    line: parsed.line,
+                    column: parsed.column,
+                    error,
+                })?;
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    pub fn execute_statement(&self, parsed: &ParsedStatement) -> Result<StatementResult> {
+        match &parsed.statement {
+            Statement::CreateSource(create) => self.create_source(create, &parsed.text),
+            Statement::CreateAsSelect(create) => self.create_as_select(create, &parsed.text),
+            Statement::InsertInto {
+                target,
+                properties: _,
+                query,
+                line,
+                column,
+            } => self.insert_into(target, query, &parsed.text, *line, *column),
+            Statement::InsertValues {
+                target,
+                target_quoted,
+                columns,
+                values,
+            } => self.insert_values(target, *target_quoted, columns.as_deref(), values),
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+                delete_topic,
+            } => self.drop_source(*kind, name, *if_exists, *delete_topic),
+            Statement::Show { kind, extended: _ } => self.show(*kind),
+            Statement::Describe { name, extended: _ } => self.describe(name),
+            Statement::DescribeFunction { name } => {
+                match self.functions.names().into_iter().find(|(n, _)| n == name) {
+                    Some(f) => Ok(StatementResult::Functions(vec![f])),
+                    None => statement_err!("Can't find any functions with the name '{name}'"),
+                }
+            }
+            Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),
+            Statement::Select(_) => {
+                not_supported!("transient queries (SELECT without CREATE or INSERT)")
+            }
+            Statement::SetProperty { name, value } => {
+                self.set_property(name, value);
+                Ok(StatementResult::Status {
+                    message: format!("Property {name} set to {value}"),
+                })
+            }
+            Statement::UnsetProperty { name } => {
+                self.properties.lock().remove(name);
+                Ok(StatementResult::Status {
+                    message: format!("Property {name} unset"),
+                })
+            }
+        }
+    }
+
+    fn create_source(&self, create: &CreateSource, sql: &str) -> Result<StatementResult> {
+        let mut catalog = self.catalog.lock();
+        if let Some(existing) = catalog.source(&create.name) {
+            if create.if_not_exists {
+                return Ok(StatementResult::Status {
+                    message: format!(
+                        "Cannot add {} {}: already exists",
+                        create.kind.lower(),
+                        create.name
+                    ),
+                });
+            }
+            if !create.or_replace {
+                return statement_err!(
+                    "Cannot add {} '{}': A {} with the same name already exists",
+                    create.kind.lower(),
+                    create.name,
+                    existing.kind.lower()
+                );
+            }
+        }
+        let mut columns = Vec::new();
+        for c in &create.columns {
+            let kind = match (c.constraint, create.kind) {
+                (ColumnConstraint::None, _) => ColumnKind::Value,
+                (ColumnConstraint::Key, SourceKind::Stream)
+                | (ColumnConstraint::PrimaryKey, SourceKind::Table) => ColumnKind::Key,
+                (ColumnConstraint::PrimaryKey, SourceKind::Stream) => {
+                    return statement_err!(
+                        "Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.",
+                        c.name
+                    );
+                }
+                (ColumnConstraint::Key, SourceKind::Table) => {
+                    return statement_err!(
+                        "Column `{}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.",
+                        c.name
+                    );
+                }
+                (ColumnConstraint::Headers, _) => return not_supported!("HEADER columns"),
+            };
+            if columns.iter().any(|x: &Column| x.name == c.name) {
+                return statement_err!("Duplicate column names: {}", c.name);
+            }
+            columns.push(Column {
+                name: c.name.clone(),
+                sql_type: c.sql_type.clone(),
+                kind,
+            });
+        }
+        if columns.is_empty() {
+            return statement_err!("The statement does not define any columns.");
+        }
+        if create.kind == SourceKind::Table && !columns.iter().any(|c| c.kind == ColumnKind::Key) {
+            return statement_err!("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.");
+        }
+        let schema = LogicalSchema::new(columns);
+        let props = &create.properties;
+        let Some(topic) = props.get("KAFKA_TOPIC").map(PropertyValue::as_text) else {
+            return statement_err!(
+                "Missing required property \"KAFKA_TOPIC\" which has no default value."
+            );
+        };
+        let (key_format, value_format) = formats(props, None)?;
+        check_formats(&schema, &key_format, &value_format)?;
+        let timestamp_column = timestamp_column(props, &schema)?;
+        let wrap_single_value = wrap_single_value(props, &schema, &value_format)?;
+
+        let backend = self.runtime.backend();
+        if backend.describe_topic(&topic).is_none() {
+            match props.get("PARTITIONS") {
+                Some(p) => {
+                    let partitions = parse_count(p, "PARTITIONS")?;
+                    let replicas = props
+                        .get("REPLICAS")
+                        .map(|r| parse_count(r, "REPLICAS"))
+                        .transpose()?
+                        .unwrap_or(1);
+                    backend.create_topic(&topic, partitions, replicas as u16)?;
+                }
+                None => {
+                    return statement_err!(
+                        "Topic '{topic}' does not exist. If you want to create a new topic for the {} please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS').",
+                        create.kind.lower()
+                    );
+                }
+            }
+        }
+        catalog.put_source(DataSource {
+            name: create.name.clone(),
+            kind: create.kind,
+            schema,
+            topic,
+            key_format,
+            value_format,
+            wrap_single_value,
+            timestamp_column,
+            read_only: create.read_only,
+            sql: sql.to_string(),
+        });
+        let noun = match create.kind {
+            SourceKind::Stream => "Stream",
+            SourceKind::Table => "Table",
+        };
+        Ok(StatementResult::Status {
+            message: format!("{noun} created"),
+        })
+    }
+
+    fn plan_context<'a>(&'a self, catalog: &'a Catalog) -> PlanContext<'a> {
+        let new_planner = self
+            .properties
+            .lock()
+            .get(NEW_QUERY_PLANNER)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        PlanContext {
+            catalog,
+            functions: &self.functions,
+            state: &self.state,
+            new_planner,
+        }
+    }
+
+    fn create_as_select(&self, create: &CreateAsSelect, sql: &str) -> Result<StatementResult> {
+        let mut catalog = self.catalog.lock();
+        if let Some(existing) = catalog.source(&create.name) {
+            if create.if_not_exists {
+                return Ok(StatementResult::Status {
+                    message: format!(
+                        "Cannot add {} {}: already exists",
+                        create.kind.lower(),
+                        create.name
+                    ),
+                });
+            }
+            if create.or_replace {
+                return not_supported!("CREATE OR REPLACE of a query's result");
+            }
+            return statement_err!(
+                "Cannot add {} '{}': A {} with the same name already exists",
+                create.kind.lower(),
+                create.name,
+                existing.kind.lower()
+            );
+        }
+        let planned = self
+            .plan_context(&catalog)
+            .plan(&create.query, &create.name)?;
+        match (create.kind, planned.kind) {
+            (SourceKind::Stream, SourceKind::Table) => {
+                return statement_err!(
+                    "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead."
+                );
+            }
+            (SourceKind::Table, SourceKind::Stream) => {
+                return statement_err!(
+                    "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead."
+                );
+            }
+            _ => {}
+        }
+        let props = &create.properties;
+        let source = planned.source.clone();
+        let topic = props
+            .get("KAFKA_TOPIC")
+            .map(PropertyValue::as_text)
+            .unwrap_or_else(|| create.name.clone());
+        let (mut key_format, value_format) =
+            formats(props, Some((&source.key_format, &source.value_format)))?;
+        if key_format == Format::None && planned.schema.key_count() > 0 {
+            key_format = Format::Kafka;
+        }
+        check_formats(&planned.schema, &key_format, &value_format)?;
+        let wrap_single_value = wrap_single_value(props, &planned.schema, &value_format)?;
+        let backend = self.runtime.backend();
+        if backend.describe_topic(&topic).is_none() {
+            let source_partitions = backend
+                .describe_topic(&source.topic)
+                .map(|t| t.partitions)
+                .unwrap_or(1);
+            let partitions = props
+                .get("PARTITIONS")
+                .map(|p| parse_count(p, "PARTITIONS"))
+                .transpose()?
+                .unwrap_or(source_partitions);
+            let replicas = props
+                .get("REPLICAS")
+                .map(|r| parse_count(r, "REPLICAS"))
+                .transpose()?
+                .unwrap_or(1);
+            backend.create_topic(&topic, partitions, replicas as u16)?;
+        }
+        let sink = DataSource {
+            name: create.name.clone(),
+            kind: create.kind,
+            schema: planned.schema.clone(),
+            topic,
+            key_format,
+            value_format,
+            wrap_single_value,
+            timestamp_column: None,
+            read_only: false,
+            sql: sql.to_string(),
+        };
+        let prefix = match create.kind {
+            SourceKind::Stream => format!("CSAS_{}", create.name),
+            SourceKind::Table => format!("CTAS_{}", create.name),
+        };
+        let query_id = catalog.next_query_id(&prefix);
+        self.start_query(&query_id, &source, planned.operators, &sink)?;
+        catalog.put_query(QueryInfo {
+            id: query_id.clone(),
+            sql: sql.to_string(),
+            sink: sink.name.clone(),
+            sources: vec![source.name.clone()],
+        });
+        let sink_name = sink.name.clone();
+        catalog.put_source(sink);
+        Ok(StatementResult::QueryStarted {
+            message: format!("Created query with ID {query_id}"),
+            query_id,
+            sink: sink_name,
+        })
+    }
+
+    fn start_query(
+        &self,
+        query_id: &str,
+        source: &DataSource,
+        operators: Vec<Box<dyn sluice_engine::operator::Operator>>,
+        sink: &DataSource,
+    ) -> Result<()> {
+        let timestamp = match &source.timestamp_column {
+            Some(name) => TimestampSource::Column(
+                source.schema.columns().iter().position(|c| &c.name == name).ok_or_else(|| {
+                    SqlError::Statement(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"))
+                })?,
+            ),
+            None => TimestampSource::RecordTime,
+        };
+        let plan = QueryPlan {
+            id: query_id.to_string(),
+            source: SourceSpec {
+                topic: source.topic.clone(),
+                schema: source.schema.clone(),
+                codec: source.codec(),
+                is_table: source.kind == SourceKind::Table,
+                timestamp,
+            },
+            operators,
+            sink: SinkSpec {
+                topic: sink.topic.clone(),
+                schema: sink.schema.clone(),
+                codec: sink.codec(),
+            },
+        };
+        let query = PersistentQuery::start(
+            plan,
+            self.runtime.backend().clone(),
+            self.runtime.processing_log().clone(),
+        )?;
+        self.runtime.add(query);
+        Ok(())
+    }
+
+    fn insert_into(
+        &self,
+        target: &str,
+        query: &Query,
+        sql: &str,
+        line: u64,
+        column: u64,
+    ) -> Result<StatementResult> {
+        let mut catalog = self.catalog.lock();
+        let Some(sink) = catalog.source(target).cloned() else {
+            return statement_err!(
+                "Line: {line}, Col: {column}: Source `{target}` does not exist."
+            );
+        };
+        if sink.kind == SourceKind::Table {
+            return statement_err!(
+                "INSERT INTO can only be used to insert into a stream. {target} is a table."
+            );
+        }
+        if sink.read_only {
+            return statement_err!("Cannot insert into read-only stream: {target}");
+        }
+        let planned = self.plan_context(&catalog).plan(query, target)?;
+        if planned.kind != SourceKind::Stream {
+            return statement_err!(
+                "INSERT INTO can only be used to insert into a stream from a stream query."
+            );
+        }
+        if planned.schema != sink.schema {
+            return statement_err!(
+                "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
+                planned.schema,
+                sink.schema
+            );
+        }
+        let query_id = catalog.next_query_id("INSERTQUERY");
+        let source = planned.source.clone();
+        self.start_query(&query_id, &source, planned.operators, &sink)?;
+        catalog.put_query(QueryInfo {
+            id: query_id.clone(),
+            sql: sql.to_string(),
+            sink: sink.name.clone(),
+            sources: vec![source.name.clone()],
+        });
+        Ok(StatementResult::QueryStarted {
+            message: format!("Created query with ID {query_id}"),
+            query_id,
+            sink: sink.name.clone(),
+        })
+    }
+
+    fn insert_values(
+        &self,
+        target: &str,
+        quoted: bool,
+        columns: Option<&[String]>,
+        values: &[datafusion::sql::sqlparser::ast::Expr],
+    ) -> Result<StatementResult> {
+        let catalog = self.catalog.lock();
+        let Some(sink) = catalog.source(target).cloned() else {
+            let hint = match catalog.source_ignoring_case(target) {
+                Some(other) if quoted => format!(
+                    "\nDid you mean {}? Hint: try removing double quotes from the source name.",
+                    other.name
+                ),
+                Some(other) => format!(
+                    "\nDid you mean \"{}\"? Hint: wrap the source name in double quotes to make it case-sensitive.",
+                    other.name
+                ),
+                None => String::new(),
+            };
+            return statement_err!(
+                "Cannot insert values into an unknown stream/table: `{target}`{hint}"
+            );
+        };
+        drop(catalog);
+        if sink.read_only {
+            return statement_err!(
+                "Cannot insert values into read-only {}: {target}",
+                sink.kind.lower()
+            );
+        }
+        let names: Vec<String> = match columns {
+            Some(c) => c.to_vec(),
+            None => sink
+                .schema
+                .columns()
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+        };
+        if names.len() != values.len() {
+            return statement_err!(
+                "Expected number columns and values to match: {}, {}",
+                names.len(),
+                values.len()
+            );
+        }
+        let empty = Scope::new(vec![], Arc::new(Schema::empty()))?;
+        let planner = ExprPlanner {
+            scope: &empty,
+            functions: &self.functions,
+            clause: "VALUES",
+            allow_aggregates: false,
+        };
+        let one_row = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            vec![],
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let mut provided: BTreeMap<String, ArrayRef> = BTreeMap::new();
+        for (name, value) in names.iter().zip(values) {
+            let expr = planner.convert(value)?;
+            let physical = self.state.create_physical_expr(expr, &empty.df)?;
+            let array = physical.evaluate(&one_row)?.into_array(1)?;
+            provided.insert(name.clone(), array);
+        }
+        let mut timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if let Some(rowtime) = provided.remove("ROWTIME") {
+            let rowtime = datafusion::arrow::compute::cast(
+                &rowtime,
+                &datafusion::arrow::datatypes::DataType::Int64,
+            )?;
+            if let Some(ts) = rowtime
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                && ts.is_valid(0)
+            {
+                timestamp = ts.value(0);
+            }
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for c in sink.schema.columns() {
+            let target_type = c.sql_type.to_arrow();
+            let array = match provided.remove(&c.name) {
+                Some(a) => datafusion::arrow::compute::cast(&a, &target_type)
+                    .map_err(|e| SqlError::Statement(format!("Failed to insert values into '{target}'. Expected type {} for column {}: {e}", c.sql_type, c.name)))?,
+                None => datafusion::arrow::array::new_null_array(&target_type, 1),
+            };
+            arrays.push(array);
+        }
+        if let Some(unknown) = provided.keys().next() {
+            return statement_err!("Column name `{unknown}` does not exist.");
+        }
+        let codec = sink.codec();
+        let key_count = sink.schema.key_count();
+        let key = codec.encode_key(&arrays[..key_count], 0)?;
+        let value = codec.encode_value(&arrays[key_count..], 0)?;
+        let record = Record {
+            key: key.map(bytes::Bytes::from),
+            value: value.map(bytes::Bytes::from),
+            timestamp,
+            headers: vec![],
+        };
+        self.runtime
+            .backend()
+            .produce(&sink.topic, vec![(Partitioning::ByKey, record)])?;
+        Ok(StatementResult::Status {
+            message: "Inserted".into(),
+        })
+    }
+
+    fn drop_source(
+        &self,
+        kind: SourceKind,
+        name: &str,
+        if_exists: bool,
+        delete_topic: bool,
+    ) -> Result<StatementResult> {
+        let mut catalog = self.catalog.lock();
+        let Some(source) = catalog.source(name).cloned() else {
+            if if_exists {
+                return Ok(StatementResult::Status {
+                    message: format!("Source `{name}` does not exist."),
+                });
+            }
+            return statement_err!(
+                "{} {name} does not exist.",
+                if kind == SourceKind::Stream {
+                    "Stream"
+                } else {
+                    "Table"
+                }
+            );
+        };
+        if source.kind != kind {
+            return statement_err!(
+                "Incompatible data source type is {}, but statement was DROP {}",
+                source.kind,
+                kind
+            );
+        }
+        let (readers, writers) = catalog.queries_using(name);
+        if !readers.is_empty() || !writers.is_empty() {
+            return statement_err!(
+                "Cannot drop {name}.\nThe following queries read from this source: [{}].\nThe following queries write into this source: [{}].\nYou need to terminate them before dropping {name}.",
+                readers.join(", "),
+                writers.join(", ")
+            );
+        }
+        catalog.remove_source(name);
+        if delete_topic {
+            self.runtime.backend().delete_topic(&source.topic)?;
+        }
+        Ok(StatementResult::Status {
+            message: format!("Source `{name}` (topic: {}) was dropped.", source.topic),
+        })
+    }
+
+    fn show(&self, kind: ShowKind) -> Result<StatementResult> {
+        let catalog = self.catalog.lock();
+        Ok(match kind {
+            ShowKind::Streams => StatementResult::Streams(
+                catalog
+                    .sources()
+                    .filter(|s| s.kind == SourceKind::Stream)
+                    .cloned()
+                    .collect(),
+            ),
+            ShowKind::Tables => StatementResult::Tables(
+                catalog
+                    .sources()
+                    .filter(|s| s.kind == SourceKind::Table)
+                    .cloned()
+                    .collect(),
+            ),
+            ShowKind::Queries => {
+                let states: BTreeMap<String, QueryState> =
+                    self.runtime.states().into_iter().collect();
+                StatementResult::Queries(
+                    catalog
+                        .queries()
+                        .map(|q| QueryDescription {
+                            info: q.clone(),
+                            state: match states.get(&q.id) {
+                                Some(QueryState::Running) => "RUNNING".into(),
+                                Some(QueryState::Error(_)) => "ERROR".into(),
+                                None => "UNKNOWN".into(),
+                            },
+                        })
+                        .collect(),
+                )
+            }
+            ShowKind::Topics => StatementResult::Topics(self.runtime.backend().list_topics()),
+            ShowKind::Functions => StatementResult::Functions(self.functions.names()),
+            ShowKind::Properties => StatementResult::Properties(self.properties.lock().clone()),
+        })
+    }
+
+    fn describe(&self, name: &str) -> Result<StatementResult> {
+        let catalog = self.catalog.lock();
+        let Some(source) = catalog.source(name).cloned() else {
+            return statement_err!("Could not find STREAM/TABLE '{name}' in the Metastore");
+        };
+        let (readers, writers) = catalog.queries_using(name);
+        let partitions = self
+            .runtime
+            .backend()
+            .describe_topic(&source.topic)
+            .map(|t| t.partitions);
+        Ok(StatementResult::Description(SourceDescription {
+            source,
+            readers,
+            writers,
+            partitions,
+        }))
+    }
+
+    fn terminate(&self, query_id: Option<&str>) -> Result<StatementResult> {
+        let mut catalog = self.catalog.lock();
+        let ids: Vec<String> = match query_id {
+            Some(id) => {
+                let id = id.to_uppercase();
+                if catalog.query(&id).is_none() {
+                    return statement_err!("Unknown queryId: {id}");
+                }
+                vec![id]
+            }
+            None => catalog.queries().map(|q| q.id.clone()).collect(),
+        };
+        for id in &ids {
+            self.runtime.remove(id);
+            catalog.remove_query(id);
+        }
+        Ok(StatementResult::Status {
+            message: format!("Terminated: {}", ids.join(", ")),
+        })
+    }
+}
+
+fn parse_count(value: &PropertyValue, name: &str) -> Result<u32> {
+    value
+        .as_text()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            SqlError::Statement(format!("Invalid value for {name}: {}", value.as_text()))
+        })
+}
+
+/// The key and value formats from `FORMAT`, `KEY_FORMAT`, `VALUE_FORMAT`;
+/// a query's result inherits its source's where none is given.
+fn formats(
+    props: &WithProperties,
+    inherited: Option<(&Format, &Format)>,
+) -> Result<(Format, Format)> {
+    let text = |k: &str| props.get(k).map(PropertyValue::as_text);
+    let delimiter = match text("VALUE_DELIMITER") {
+        None => None,
+        Some(d) => Some(match d.to_uppercase().as_str() {
+            "TAB" => '\t',
+            "SPACE" => ' ',
+            _ if d.chars().count() == 1 => d.chars().next().unwrap_or(','),
+            _ => {
+                return statement_err!(
+                    "Invalid delimiter '{d}': a delimiter is a single character, TAB or SPACE"
+                );
+            }
+        }),
+    };
+    let parse = |name: &str| -> Result<Format> {
+        match Format::from_name(name, delimiter) {
+            Ok(f) => Ok(f),
+            Err(_) => match name.to_uppercase().as_str() {
+                "AVRO" | "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
+                    not_supported!("format {} (Schema Registry)", name.to_uppercase())
+                }
+                other => statement_err!("Unknown format: {other}"),
+            },
+        }
+    };
+    let format = text("FORMAT");
+    if format.is_some() && (text("KEY_FORMAT").is_some() || text("VALUE_FORMAT").is_some()) {
+        return statement_err!(
+            "Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
+        );
+    }
+    let key = match text("KEY_FORMAT").or(format.clone()) {
+        Some(k) => parse(&k)?,
+        None => inherited.map(|(k, _)| k.clone()).unwrap_or(Format::Kafka),
+    };
+    let value = match text("VALUE_FORMAT").or(format) {
+        Some(v) => parse(&v)?,
+        None => match inherited {
+            Some((_, v)) => match (v, delimiter) {
+                (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
+                _ => v.clone(),
+            },
+            None => {
+                return statement_err!(
+                    "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either provide one or set a default via the 'ksql.persistence.default.format.value' config."
+                );
+            }
+        },
+    };
+    Ok((key, value))
+}
+
+fn check_formats(schema: &LogicalSchema, key: &Format, value: &Format) -> Result<()> {
+    let keys: Vec<&Column> = schema.key_columns().collect();
+    let values: Vec<&Column> = schema.value_columns().collect();
+    key.validate(&keys, ColumnKind::Key).map_err(|e| {
+        SqlError::Statement(format!(
+            "Key format does not support schema.\nformat: {key}\nschema: {}\nreason: {}",
+            schema_of(&keys),
+            engine_message(e)
+        ))
+    })?;
+    value.validate(&values, ColumnKind::Value).map_err(|e| {
+        SqlError::Statement(format!(
+            "Value format does not support schema.\nformat: {value}\nschema: {}\nreason: {}",
+            schema_of(&values),
+            engine_message(e)
+        ))
+    })?;
+    Ok(())
+}
+
+fn engine_message(e: sluice_engine::EngineError) -> String {
+    match e {
+        sluice_engine::EngineError::Unsupported(m) => m,
+        other => other.to_string(),
+    }
+}
+
+fn schema_of(columns: &[&Column]) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|c| format!("`{}` {}", c.name, c.sql_type))
+        .collect();
+    format!("Persistence{{columns=[{}]}}", parts.join(", "))
+}
+
+fn timestamp_column(props: &WithProperties, schema: &LogicalSchema) -> Result<Option<String>> {
+    let Some(name) = props.get("TIMESTAMP").map(PropertyValue::as_text) else {
+        return Ok(None);
+    };
+    let name = name.trim_matches('`').to_uppercase();
+    let Some(column) = schema.find(&name) else {
+        return statement_err!(
+            "The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"
+        );
+    };
+    match column.sql_type {
+        SqlType::Bigint | SqlType::Timestamp => Ok(Some(name)),
+        SqlType::String if props.contains_key("TIMESTAMP_FORMAT") => {
+            not_supported!("TIMESTAMP_FORMAT")
+        }
+        _ => statement_err!(
+            "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified."
+        ),
+    }
+}
+
+fn wrap_single_value(
+    props: &WithProperties,
+    schema: &LogicalSchema,
+    value: &Format,
+) -> Result<bool> {
+    match props.get("WRAP_SINGLE_VALUE") {
+        None => Ok(true),
+        Some(PropertyValue::Boolean(wrap)) => {
+            if schema.value_columns().count() != 1 {
+                return statement_err!(
+                    "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas"
+                );
+            }
+            if matches!(value, Format::Kafka) && *wrap {
+                return statement_err!(
+                    "'WRAP_SINGLE_VALUE' is not supported by the 'KAFKA' format"
+                );
+            }
+            Ok(*wrap)
+        }
+        Some(other) => statement_err!("Invalid value for WRAP_SINGLE_VALUE: {}", other.as_text()),
+    }
+}

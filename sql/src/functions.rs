@@ -1,0 +1,139 @@
+//! [`FunctionRegistry`]: ksqlDB function names mapped onto DataFusion
+//! functions.
+//!
+//! Where a ksqlDB function means what a DataFusion built-in means, the
+//! built-in serves under the ksqlDB name (`UCASE` is `upper`). Functions
+//! whose ksqlDB semantics differ get their own UDFs (the function-library
+//! work); until then they are absent rather than subtly wrong.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+
+/// Built-in scalar functions whose DataFusion meaning matches ksqlDB's,
+/// as (ksqlDB name, DataFusion name).
+const SCALAR_ALIASES: &[(&str, &str)] = &[
+    ("ABS", "abs"),
+    ("CEIL", "ceil"),
+    ("FLOOR", "floor"),
+    ("SQRT", "sqrt"),
+    ("EXP", "exp"),
+    ("LN", "ln"),
+    ("SIGN", "signum"),
+    ("UCASE", "upper"),
+    ("LCASE", "lower"),
+    ("TRIM", "btrim"),
+    ("LTRIM", "ltrim"),
+    ("RTRIM", "rtrim"),
+    ("LEN", "character_length"),
+    ("CONCAT", "concat"),
+    ("CONCAT_WS", "concat_ws"),
+    ("REPLACE", "replace"),
+    ("INITCAP", "initcap"),
+    ("COALESCE", "coalesce"),
+    ("IFNULL", "nvl"),
+    ("NULLIF", "nullif"),
+    ("GREATEST", "greatest"),
+    ("LEAST", "least"),
+    ("INSTR", "strpos"),
+    ("LPAD", "lpad"),
+    ("RPAD", "rpad"),
+    ("MD5", "md5"),
+    ("ARRAY_LENGTH", "cardinality"),
+    ("ARRAY_CONTAINS", "array_has"),
+    ("ARRAY_DISTINCT", "array_distinct"),
+    ("ARRAY_MAX", "array_max"),
+    ("ARRAY_MIN", "array_min"),
+    ("ARRAY_SORT", "array_sort"),
+    ("ARRAY_REMOVE", "array_remove_all"),
+    ("ARRAY_UNION", "array_union"),
+    ("ARRAY_INTERSECT", "array_intersect"),
+    ("ARRAY_EXCEPT", "array_except"),
+    ("ARRAY_JOIN", "array_to_string"),
+    ("MAP_KEYS", "map_keys"),
+    ("MAP_VALUES", "map_values"),
+];
+
+/// Aggregates whose DataFusion meaning matches ksqlDB's.
+const AGGREGATE_ALIASES: &[(&str, &str)] = &[
+    ("COUNT", "count"),
+    ("SUM", "sum"),
+    ("MIN", "min"),
+    ("MAX", "max"),
+    ("AVG", "avg"),
+];
+
+/// Functions under their ksqlDB names.
+#[derive(Debug, Clone)]
+pub struct FunctionRegistry {
+    scalars: BTreeMap<String, Arc<ScalarUDF>>,
+    aggregates: BTreeMap<String, Arc<AggregateUDF>>,
+    /// DataFusion's own functions by their DataFusion names, for building
+    /// expressions (`get_field`, `array_element`...).
+    internal: std::collections::HashMap<String, Arc<ScalarUDF>>,
+}
+
+impl FunctionRegistry {
+    pub fn new(state: &SessionState) -> Self {
+        let internal = state.scalar_functions().clone();
+        let scalars = SCALAR_ALIASES
+            .iter()
+            .filter_map(|(ksql, df)| internal.get(*df).map(|f| (ksql.to_string(), f.clone())))
+            .collect();
+        let aggregate_functions = state.aggregate_functions();
+        let aggregates = AGGREGATE_ALIASES
+            .iter()
+            .filter_map(|(ksql, df)| {
+                aggregate_functions
+                    .get(*df)
+                    .map(|f| (ksql.to_string(), f.clone()))
+            })
+            .collect();
+        FunctionRegistry {
+            scalars,
+            aggregates,
+            internal,
+        }
+    }
+
+    pub fn scalar(&self, name: &str) -> Option<&Arc<ScalarUDF>> {
+        self.scalars.get(&name.to_uppercase())
+    }
+
+    pub fn aggregate(&self, name: &str) -> Option<&Arc<AggregateUDF>> {
+        self.aggregates.get(&name.to_uppercase())
+    }
+
+    pub fn is_aggregate(&self, name: &str) -> bool {
+        self.aggregates.contains_key(&name.to_uppercase())
+    }
+
+    /// A DataFusion function by its own name.
+    pub fn internal(&self, name: &str) -> Option<&Arc<ScalarUDF>> {
+        self.internal.get(name)
+    }
+
+    /// Every function name, scalar and aggregate, sorted.
+    pub fn names(&self) -> Vec<(String, FunctionKind)> {
+        let mut names: Vec<_> = self
+            .scalars
+            .keys()
+            .map(|n| (n.clone(), FunctionKind::Scalar))
+            .chain(
+                self.aggregates
+                    .keys()
+                    .map(|n| (n.clone(), FunctionKind::Aggregate)),
+            )
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FunctionKind {
+    Scalar,
+    Aggregate,
+}

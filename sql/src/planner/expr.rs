@@ -1,0 +1,559 @@
+//! Expressions: ksqlDB's SQL expressions to DataFusion logical [`Expr`]s.
+//!
+//! A [`Scope`] says which columns a clause can see (and under which source
+//! alias); [`ExprPlanner`] resolves names against it and maps ksqlDB's
+//! operators and functions onto DataFusion's. [`ksql_text`] renders an
+//! expression as ksqlDB prints it in messages: `(F1 + F2)`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::logical_expr::expr::{AggregateFunction, InList, Like, ScalarFunction};
+use datafusion::logical_expr::{
+    Between, BinaryExpr, Case, Cast, Expr, ExprSchemable, Operator, lit,
+};
+use datafusion::sql::sqlparser::ast::{
+    AccessExpr, BinaryOperator, CastKind, DataType as SqlDataType, Expr as SqlExpr, FunctionArg,
+    FunctionArgExpr, FunctionArguments, Subscript, UnaryOperator, Value,
+};
+use sluice_engine::format::decimal::parse_decimal;
+use sluice_engine::schema::{ColumnKind, SqlType};
+
+use crate::error::{Result, SqlError};
+use crate::functions::FunctionRegistry;
+use crate::parser::normalize_ident;
+use crate::parser::types::parse_type_str;
+use crate::{not_supported, statement_err};
+
+/// A column visible to expressions.
+#[derive(Debug, Clone)]
+pub struct ScopeColumn {
+    /// The source alias it can be qualified with.
+    pub qualifier: Option<String>,
+    pub name: String,
+    /// Its field name in the batch.
+    pub field: String,
+    pub kind: Option<ColumnKind>,
+}
+
+/// The columns one clause can reference, over one batch schema.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub columns: Vec<ScopeColumn>,
+    pub arrow: SchemaRef,
+    pub df: DFSchema,
+}
+
+impl Scope {
+    pub fn new(columns: Vec<ScopeColumn>, arrow: SchemaRef) -> Result<Self> {
+        let df = DFSchema::try_from(arrow.as_ref().clone())?;
+        Ok(Scope { columns, arrow, df })
+    }
+
+    pub fn resolve(&self, qualifier: Option<&str>, name: &str) -> Option<&ScopeColumn> {
+        self.columns.iter().find(|c| {
+            c.name == name && (qualifier.is_none() || c.qualifier.as_deref() == qualifier)
+        })
+    }
+
+    pub fn by_field(&self, field: &str) -> Option<&ScopeColumn> {
+        self.columns.iter().find(|c| c.field == field)
+    }
+}
+
+/// Converts expressions of one clause.
+pub struct ExprPlanner<'a> {
+    pub scope: &'a Scope,
+    pub functions: &'a FunctionRegistry,
+    /// Names the clause in "cannot be resolved" messages (`SELECT`, `WHERE`).
+    pub clause: &'static str,
+    pub allow_aggregates: bool,
+}
+
+fn column(field: &str) -> Expr {
+    Expr::Column(Column::from_name(field))
+}
+
+impl ExprPlanner<'_> {
+    pub fn convert(&self, e: &SqlExpr) -> Result<Expr> {
+        Ok(match e {
+            SqlExpr::Identifier(ident) => self.column_ref(None, &normalize_ident(ident))?,
+            SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => self.column_ref(
+                Some(&normalize_ident(&parts[0])),
+                &normalize_ident(&parts[1]),
+            )?,
+            SqlExpr::Value(v) => literal(&v.value)?,
+            SqlExpr::Nested(inner) => self.convert(inner)?,
+            SqlExpr::UnaryOp { op, expr } => {
+                let inner = self.convert(expr)?;
+                match op {
+                    UnaryOperator::Minus => match inner {
+                        Expr::Literal(v, _) => Expr::Literal(negate(v)?, None),
+                        other => Expr::Negative(Box::new(other)),
+                    },
+                    UnaryOperator::Plus => inner,
+                    UnaryOperator::Not => Expr::Not(Box::new(inner)),
+                    other => return not_supported!("operator {other}"),
+                }
+            }
+            SqlExpr::BinaryOp { left, op, right } => self.binary(e, left, op, right)?,
+            SqlExpr::IsNull(inner) => Expr::IsNull(Box::new(self.convert(inner)?)),
+            SqlExpr::IsNotNull(inner) => Expr::IsNotNull(Box::new(self.convert(inner)?)),
+            SqlExpr::IsTrue(inner) => Expr::IsTrue(Box::new(self.convert(inner)?)),
+            SqlExpr::IsFalse(inner) => Expr::IsFalse(Box::new(self.convert(inner)?)),
+            SqlExpr::IsDistinctFrom(a, b) => Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(self.convert(a)?),
+                Operator::IsDistinctFrom,
+                Box::new(self.convert(b)?),
+            )),
+            SqlExpr::IsNotDistinctFrom(a, b) => Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(self.convert(a)?),
+                Operator::IsNotDistinctFrom,
+                Box::new(self.convert(b)?),
+            )),
+            SqlExpr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => Expr::Between(Between::new(
+                Box::new(self.convert(expr)?),
+                *negated,
+                Box::new(self.convert(low)?),
+                Box::new(self.convert(high)?),
+            )),
+            SqlExpr::InList {
+                expr,
+                list,
+                negated,
+            } => Expr::InList(InList::new(
+                Box::new(self.convert(expr)?),
+                list.iter()
+                    .map(|x| self.convert(x))
+                    .collect::<Result<_>>()?,
+                *negated,
+            )),
+            SqlExpr::Like {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                let escape = match escape_char.as_ref().map(|v| &v.value) {
+                    None => None,
+                    Some(Value::SingleQuotedString(s)) if s.chars().count() == 1 => {
+                        s.chars().next()
+                    }
+                    Some(other) => {
+                        return statement_err!("ESCAPE must be a single character, got {other}");
+                    }
+                };
+                Expr::Like(Like::new(
+                    *negated,
+                    Box::new(self.convert(expr)?),
+                    Box::new(self.convert(pattern)?),
+                    escape,
+                    false,
+                ))
+            }
+            SqlExpr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => Expr::Case(Case::new(
+                operand
+                    .as_ref()
+                    .map(|o| self.convert(o).map(Box::new))
+                    .transpose()?,
+                conditions
+                    .iter()
+                    .map(|w| {
+                        Ok((
+                            Box::new(self.convert(&w.condition)?),
+                            Box::new(self.convert(&w.result)?),
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+                else_result
+                    .as_ref()
+                    .map(|x| self.convert(x).map(Box::new))
+                    .transpose()?,
+            )),
+            SqlExpr::Cast {
+                kind: CastKind::Cast,
+                expr,
+                data_type,
+                ..
+            } => {
+                let target = match data_type {
+                    SqlDataType::Custom(name, _) => {
+                        parse_type_str(&name.to_string().trim_matches('"'))?
+                    }
+                    other => parse_type_str(&other.to_string())?,
+                };
+                Expr::Cast(Cast::new(Box::new(self.convert(expr)?), target.to_arrow()))
+            }
+            SqlExpr::Function(f) => self.function(e, f)?,
+            SqlExpr::CompoundFieldAccess { root, access_chain } => {
+                let mut current = self.convert(root)?;
+                for access in access_chain {
+                    current = match access {
+                        AccessExpr::Subscript(Subscript::Index { index }) => {
+                            let index = self.convert(index)?;
+                            self.subscript(current, index)?
+                        }
+                        AccessExpr::Dot(SqlExpr::Identifier(field)) => {
+                            self.field(current, &normalize_ident(field))?
+                        }
+                        other => return not_supported!("access {other}"),
+                    };
+                }
+                current
+            }
+            SqlExpr::Array(array) => {
+                let items = array
+                    .elem
+                    .iter()
+                    .map(|x| self.convert(x))
+                    .collect::<Result<Vec<_>>>()?;
+                self.call_internal("make_array", items)?
+            }
+            other => return not_supported!("expression {other}"),
+        })
+    }
+
+    fn column_ref(&self, qualifier: Option<&str>, name: &str) -> Result<Expr> {
+        match self.scope.resolve(qualifier, name) {
+            Some(c) => Ok(column(&c.field)),
+            None => {
+                let shown = match qualifier {
+                    Some(q) => format!("{q}.{name}"),
+                    None => name.to_string(),
+                };
+                statement_err!("{} column '{shown}' cannot be resolved.", self.clause)
+            }
+        }
+    }
+
+    fn type_of(&self, e: &Expr) -> Result<DataType> {
+        Ok(e.get_type(&self.scope.df)?)
+    }
+
+    fn call_internal(&self, name: &str, args: Vec<Expr>) -> Result<Expr> {
+        let f = self
+            .functions
+            .internal(name)
+            .ok_or_else(|| SqlError::Statement(format!("internal function {name} is missing")))?;
+        Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+            f.clone(),
+            args,
+        )))
+    }
+
+    fn field(&self, base: Expr, name: &str) -> Result<Expr> {
+        let DataType::Struct(fields) = self.type_of(&base)? else {
+            return statement_err!(
+                "Expected STRUCT type for '->' but got {}",
+                self.type_of(&base)?
+            );
+        };
+        // Field names match exactly, then ignoring case, as JSON fields do.
+        let actual = fields
+            .iter()
+            .find(|f| f.name() == name)
+            .or_else(|| fields.iter().find(|f| f.name().eq_ignore_ascii_case(name)))
+            .map(|f| f.name().clone())
+            .ok_or_else(|| {
+                SqlError::Statement(format!("Could not find field '{name}' in struct"))
+            })?;
+        self.call_internal("get_field", vec![base, lit(actual)])
+    }
+
+    fn subscript(&self, base: Expr, index: Expr) -> Result<Expr> {
+        match self.type_of(&base)? {
+            DataType::Map(_, _) => {
+                let values = self.call_internal("map_extract", vec![base, index])?;
+                self.call_internal("array_element", vec![values, lit(1i64)])
+            }
+            DataType::List(_) | DataType::LargeList(_) => {
+                self.call_internal("array_element", vec![base, index])
+            }
+            other => statement_err!(
+                "Cannot subscript a value of type {}",
+                SqlType::from_arrow(&other)
+                    .map(|t| t.to_string())
+                    .unwrap_or(other.to_string())
+            ),
+        }
+    }
+
+    fn binary(
+        &self,
+        whole: &SqlExpr,
+        left: &SqlExpr,
+        op: &BinaryOperator,
+        right: &SqlExpr,
+    ) -> Result<Expr> {
+        let is_null = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if v.value == Value::Null);
+        let comparison = matches!(
+            op,
+            BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+        );
+        if comparison && (is_null(left) || is_null(right)) {
+            return statement_err!(
+                "Comparison with NULL not supported: {}",
+                ksql_text(whole).trim_matches(|c| c == '(' || c == ')')
+            );
+        }
+        if *op == BinaryOperator::Arrow {
+            let base = self.convert(left)?;
+            return match right {
+                SqlExpr::Identifier(field) => self.field(base, &normalize_ident(field)),
+                other => statement_err!("Expected a field name after '->', got {other}"),
+            };
+        }
+        let l = self.convert(left)?;
+        let r = self.convert(right)?;
+        let operator = match op {
+            BinaryOperator::Plus => {
+                let strings = [&l, &r].iter().any(|e| {
+                    matches!(
+                        self.type_of(e),
+                        Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    )
+                });
+                if strings {
+                    return self.call_internal("concat", vec![l, r]);
+                }
+                Operator::Plus
+            }
+            BinaryOperator::Minus => Operator::Minus,
+            BinaryOperator::Multiply => Operator::Multiply,
+            BinaryOperator::Divide => Operator::Divide,
+            BinaryOperator::Modulo => Operator::Modulo,
+            BinaryOperator::Eq => Operator::Eq,
+            BinaryOperator::NotEq => Operator::NotEq,
+            BinaryOperator::Lt => Operator::Lt,
+            BinaryOperator::LtEq => Operator::LtEq,
+            BinaryOperator::Gt => Operator::Gt,
+            BinaryOperator::GtEq => Operator::GtEq,
+            BinaryOperator::And => Operator::And,
+            BinaryOperator::Or => Operator::Or,
+            BinaryOperator::StringConcat => return self.call_internal("concat", vec![l, r]),
+            other => return not_supported!("operator {other}"),
+        };
+        Ok(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(l),
+            operator,
+            Box::new(r),
+        )))
+    }
+
+    fn function(
+        &self,
+        whole: &SqlExpr,
+        f: &datafusion::sql::sqlparser::ast::Function,
+    ) -> Result<Expr> {
+        let name = f.name.to_string().to_uppercase();
+        let (args, star) = match &f.args {
+            FunctionArguments::None => (vec![], false),
+            FunctionArguments::List(list) => {
+                let mut out = Vec::new();
+                let mut star = false;
+                for arg in &list.args {
+                    match arg {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => {
+                            out.push((None, x.clone()))
+                        }
+                        FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => star = true,
+                        FunctionArg::Named {
+                            name,
+                            arg: FunctionArgExpr::Expr(x),
+                            ..
+                        } => out.push((Some(normalize_ident(name)), x.clone())),
+                        other => return not_supported!("function argument {other}"),
+                    }
+                }
+                (out, star)
+            }
+            FunctionArguments::Subquery(_) => return not_supported!("subqueries"),
+        };
+        if name == "STRUCT" {
+            let mut parts = Vec::new();
+            for (field, value) in &args {
+                let Some(field) = field else {
+                    return statement_err!("STRUCT fields need names: STRUCT(NAME := value)");
+                };
+                parts.push(lit(field.clone()));
+                parts.push(self.convert(value)?);
+            }
+            return self.call_internal("named_struct", parts);
+        }
+        let converted = args
+            .iter()
+            .map(|(_, x)| self.convert(x))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(udaf) = self.functions.aggregate(&name) {
+            if !self.allow_aggregates {
+                return statement_err!(
+                    "Aggregate functions can not be used in the {} clause: {}",
+                    self.clause,
+                    ksql_text(whole)
+                );
+            }
+            let args = if name == "COUNT" && (star || converted.is_empty()) {
+                vec![lit(1i64)]
+            } else {
+                converted
+            };
+            return Ok(Expr::AggregateFunction(AggregateFunction::new_udf(
+                udaf.clone(),
+                args,
+                false,
+                None,
+                vec![],
+                None,
+            )));
+        }
+        if let Some(udf) = self.functions.scalar(&name) {
+            if converted.is_empty() && name == "COALESCE" {
+                return statement_err!("Function 'COALESCE' does not accept parameters ()");
+            }
+            return Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+                udf.clone(),
+                converted,
+            )));
+        }
+        statement_err!("Can't find any functions with the name '{name}'")
+    }
+}
+
+fn negate(v: ScalarValue) -> Result<ScalarValue> {
+    Ok(match v {
+        ScalarValue::Int32(Some(x)) => ScalarValue::Int32(Some(-x)),
+        ScalarValue::Int64(Some(x)) => ScalarValue::Int64(Some(-x)),
+        ScalarValue::Float64(Some(x)) => ScalarValue::Float64(Some(-x)),
+        ScalarValue::Decimal128(Some(x), p, s) => ScalarValue::Decimal128(Some(-x), p, s),
+        other => return statement_err!("cannot negate {other}"),
+    })
+}
+
+/// ksqlDB's literal typing: whole numbers are INT or BIGINT by size,
+/// `1.5` is DECIMAL(2, 1), `1.5E0` is DOUBLE.
+pub fn literal(v: &Value) -> Result<Expr> {
+    Ok(match v {
+        Value::Number(text, _) => {
+            if text.contains(['e', 'E']) {
+                lit(text
+                    .parse::<f64>()
+                    .map_err(|_| SqlError::Statement(format!("bad number {text}")))?)
+            } else if text.contains('.') {
+                let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
+                let int_digits = int_part.trim_start_matches('0').len();
+                let scale = frac.len();
+                let precision = (int_digits + scale).max(1).min(38);
+                let value = parse_decimal(text, precision as u8, scale as i8)?;
+                Expr::Literal(
+                    ScalarValue::Decimal128(Some(value), precision as u8, scale as i8),
+                    None,
+                )
+            } else if let Ok(i) = text.parse::<i32>() {
+                lit(i)
+            } else if let Ok(i) = text.parse::<i64>() {
+                lit(i)
+            } else {
+                let precision = text.len().min(38) as u8;
+                Expr::Literal(
+                    ScalarValue::Decimal128(Some(parse_decimal(text, precision, 0)?), precision, 0),
+                    None,
+                )
+            }
+        }
+        Value::SingleQuotedString(s) => lit(s.clone()),
+        Value::Boolean(b) => lit(*b),
+        Value::Null => Expr::Literal(ScalarValue::Null, None),
+        other => return not_supported!("literal {other}"),
+    })
+}
+
+/// Renders an expression the way ksqlDB prints it in messages.
+pub fn ksql_text(e: &SqlExpr) -> String {
+    match e {
+        SqlExpr::Identifier(i) => normalize_ident(i),
+        SqlExpr::CompoundIdentifier(parts) => parts
+            .iter()
+            .map(normalize_ident)
+            .collect::<Vec<_>>()
+            .join("."),
+        SqlExpr::Nested(inner) => ksql_text(inner),
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Arrow,
+            right,
+        } => {
+            format!("{}->{}", ksql_text(left), ksql_text(right))
+        }
+        SqlExpr::BinaryOp { left, op, right } => {
+            format!("({} {} {})", ksql_text(left), op, ksql_text(right))
+        }
+        SqlExpr::UnaryOp { op, expr } => format!("{op}{}", ksql_text(expr)),
+        SqlExpr::Value(v) => match &v.value {
+            Value::Null => "NULL".into(),
+            Value::Boolean(b) => b.to_string().to_uppercase(),
+            other => other.to_string(),
+        },
+        SqlExpr::Function(f) => {
+            let args = match &f.args {
+                FunctionArguments::List(list) => list
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => ksql_text(x),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                _ => String::new(),
+            };
+            format!("{}({args})", f.name.to_string().to_uppercase())
+        }
+        SqlExpr::Cast {
+            expr, data_type, ..
+        } => {
+            format!(
+                "CAST({} AS {})",
+                ksql_text(expr),
+                data_type.to_string().trim_matches('"')
+            )
+        }
+        SqlExpr::IsNull(x) => format!("({} IS NULL)", ksql_text(x)),
+        SqlExpr::IsNotNull(x) => format!("({} IS NOT NULL)", ksql_text(x)),
+        other => other.to_string(),
+    }
+}
+
+/// The name ksqlDB gives an unaliased select expression, when it has one:
+/// a column's own name, a struct field's name.
+pub fn derived_name(e: &SqlExpr) -> Option<String> {
+    match e {
+        SqlExpr::Identifier(i) => Some(normalize_ident(i)),
+        SqlExpr::CompoundIdentifier(parts) => parts.last().map(normalize_ident),
+        SqlExpr::BinaryOp {
+            op: BinaryOperator::Arrow,
+            right,
+            ..
+        } => derived_name(right),
+        _ => None,
+    }
+}
+
+#[allow(dead_code)]
+fn _arc<T>(_: Arc<T>) {}

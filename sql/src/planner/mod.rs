@@ -1,0 +1,701 @@
+//! Planning: a parsed [`Query`] becomes the operator chain of a persistent
+//! query ([`PlannedQuery`]).
+//!
+//! The planner decides what ksqlDB decides: which columns form the result's
+//! key, what unnamed columns are called (`KSQL_COL_0`), whether the result
+//! is a stream or a table, and which statements to reject with which
+//! message. Expressions are converted by [`expr`] and compiled to
+//! DataFusion physical expressions; operators come from `sluice-engine`.
+
+pub mod expr;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column as DfColumn, ScalarValue};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, lit};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SelectItem};
+use sluice_engine::operator::Operator;
+use sluice_engine::operator::filter::Filter;
+use sluice_engine::operator::group_aggregate::GroupAggregate;
+use sluice_engine::operator::projection::Projection;
+use sluice_engine::schema::{
+    Column, ColumnKind, LogicalSchema, PSEUDO_COLUMNS, ROWOFFSET, ROWPARTITION, ROWTIME, SqlType,
+};
+
+use self::expr::{ExprPlanner, Scope, ScopeColumn, derived_name, ksql_text};
+use crate::catalog::{Catalog, DataSource};
+use crate::error::{Result, SqlError};
+use crate::functions::FunctionRegistry;
+use crate::parser::{Query, SourceKind, normalize_ident};
+use crate::{not_supported, statement_err};
+
+/// The result of planning a query.
+pub struct PlannedQuery {
+    pub source: Arc<DataSource>,
+    pub operators: Vec<Box<dyn Operator>>,
+    /// Key and value columns of the result.
+    pub schema: LogicalSchema,
+    pub kind: SourceKind,
+}
+
+/// What planning needs besides the query.
+pub struct PlanContext<'a> {
+    pub catalog: &'a Catalog,
+    pub functions: &'a FunctionRegistry,
+    pub state: &'a SessionState,
+    /// `ksql.new.query.planner.enabled`: key columns follow projection
+    /// order and may be left out of a stream's projection.
+    pub new_planner: bool,
+}
+
+/// One output column being planned.
+struct OutputColumn {
+    name: String,
+    expr: Expr,
+    kind: ColumnKind,
+}
+
+impl PlanContext<'_> {
+    fn physical(&self, e: Expr, scope: &Scope) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(self.state.create_physical_expr(e, &scope.df)?)
+    }
+
+    /// Plans `query` whose result will be called `sink_name`.
+    pub fn plan(&self, query: &Query, sink_name: &str) -> Result<PlannedQuery> {
+        if !query.joins.is_empty() {
+            return not_supported!("JOIN");
+        }
+        if query.window.is_some() {
+            return not_supported!("WINDOW");
+        }
+        if !query.partition_by.is_empty() {
+            return not_supported!("PARTITION BY");
+        }
+        let source = self
+            .catalog
+            .source(&query.from.name)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::Statement(format!(
+                    "Line: {}, Col: {}: {} does not exist.",
+                    query.from.line, query.from.column, query.from.name
+                ))
+            })?;
+        let scope = source_scope(&source, query.from.alias.as_deref())?;
+        let items = expand_select(&query.select, &source, &scope)?;
+
+        let select_planner = ExprPlanner {
+            scope: &scope,
+            functions: self.functions,
+            clause: "SELECT",
+            allow_aggregates: true,
+        };
+        let converted: Vec<(Expr, &SqlExpr, Option<String>)> = items
+            .iter()
+            .map(|(e, alias)| Ok((select_planner.convert(e)?, e, alias.clone())))
+            .collect::<Result<_>>()?;
+
+        let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+        let table_keys = (source.kind == SourceKind::Table).then(|| source.schema.key_count());
+        if let Some(predicate) = &query.where_clause {
+            let planner = ExprPlanner {
+                scope: &scope,
+                functions: self.functions,
+                clause: "WHERE",
+                allow_aggregates: false,
+            };
+            let predicate = self.physical(planner.convert(predicate)?, &scope)?;
+            operators.push(match table_keys {
+                Some(n) => Box::new(Filter::for_table(predicate, scope.arrow.clone(), n)?),
+                None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
+            });
+        }
+
+        let is_aggregate =
+            !query.group_by.is_empty() || converted.iter().any(|(e, _, _)| contains_aggregate(e));
+        if is_aggregate {
+            let (ops, schema) =
+                self.plan_aggregate(query, &scope, &source, converted, table_keys)?;
+            operators.extend(ops);
+            return Ok(PlannedQuery {
+                source,
+                operators,
+                schema,
+                kind: SourceKind::Table,
+            });
+        }
+        if query.having.is_some() {
+            return statement_err!("HAVING requires GROUP BY");
+        }
+        let (columns, _) = self.name_columns(&converted, &scope, &source, sink_name)?;
+        let schema = self.finish_projection(columns, &scope, &mut operators)?;
+        Ok(PlannedQuery {
+            source: source.clone(),
+            operators,
+            schema,
+            kind: source.kind,
+        })
+    }
+
+    /// Names the select items and decides which are key columns, for a
+    /// query without aggregation.
+    fn name_columns(
+        &self,
+        converted: &[(Expr, &SqlExpr, Option<String>)],
+        scope: &Scope,
+        source: &DataSource,
+        sink_name: &str,
+    ) -> Result<(Vec<OutputColumn>, ())> {
+        let mut namer = ColumnNamer::new(
+            converted
+                .iter()
+                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e))),
+        );
+        let mut keys_seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut columns = Vec::new();
+        for (expr, sql, alias) in converted {
+            let name = alias
+                .clone()
+                .or_else(|| derived_name(sql))
+                .unwrap_or_else(|| namer.next());
+            let key_ref = match expr {
+                Expr::Column(c) => scope
+                    .by_field(&c.name)
+                    .filter(|sc| sc.kind == Some(ColumnKind::Key)),
+                _ => None,
+            };
+            if let Some(key) = key_ref {
+                keys_seen
+                    .entry(key.name.clone())
+                    .or_default()
+                    .push(name.clone());
+            }
+            let kind = if key_ref.is_some() {
+                ColumnKind::Key
+            } else {
+                ColumnKind::Value
+            };
+            if matches!(expr, Expr::Literal(ScalarValue::Null, _)) {
+                return statement_err!(
+                    "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
+                );
+            }
+            columns.push(OutputColumn {
+                name,
+                expr: expr.clone(),
+                kind,
+            });
+        }
+        for (key, aliases) in &keys_seen {
+            if aliases.len() > 1 {
+                return statement_err!(
+                    "The projection contains a key column (`{key}`) more than once, aliased as: {}.",
+                    join_and(aliases)
+                );
+            }
+        }
+        let missing: Vec<String> = source
+            .schema
+            .key_columns()
+            .filter(|k| !keys_seen.contains_key(&k.name))
+            .map(|k| k.name.clone())
+            .collect();
+        if !missing.is_empty() && !(self.new_planner && source.kind == SourceKind::Stream) {
+            let (noun, eg) = if missing.len() == 1 {
+                ("column", missing[0].clone())
+            } else {
+                ("columns", missing.join(", "))
+            };
+            return statement_err!(
+                "The query used to build `{sink_name}` must include the key {noun} {} in its projection (eg, SELECT {eg}...).",
+                join_and(&missing)
+            );
+        }
+        if !self.new_planner {
+            // The old planner keeps the source's key order.
+            let order: Vec<&str> = source
+                .schema
+                .key_columns()
+                .map(|k| k.name.as_str())
+                .collect();
+            columns.sort_by_key(|c| match c.kind {
+                ColumnKind::Key => match &c.expr {
+                    Expr::Column(col) => scope
+                        .by_field(&col.name)
+                        .and_then(|sc| order.iter().position(|k| *k == sc.name))
+                        .unwrap_or(usize::MAX),
+                    _ => usize::MAX,
+                },
+                ColumnKind::Value => usize::MAX,
+            });
+        }
+        Ok((columns, ()))
+    }
+
+    /// Adds the final projection: keys, values, pseudo columns.
+    fn finish_projection(
+        &self,
+        mut columns: Vec<OutputColumn>,
+        scope: &Scope,
+        operators: &mut Vec<Box<dyn Operator>>,
+    ) -> Result<LogicalSchema> {
+        columns.sort_by_key(|c| c.kind == ColumnKind::Value);
+        if !columns.iter().any(|c| c.kind == ColumnKind::Value) {
+            return statement_err!("The projection contains no value columns.");
+        }
+        let mut logical = Vec::new();
+        let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+        let mut exprs = Vec::new();
+        for c in &columns {
+            let data_type = c.expr.get_type(&scope.df)?;
+            let sql_type = SqlType::from_arrow(&data_type)?;
+            if seen.insert(c.name.clone(), ()).is_some() {
+                return statement_err!(
+                    "Duplicate value columns found in schema: `{}` {}",
+                    c.name,
+                    sql_type
+                );
+            }
+            logical.push(Column {
+                name: c.name.clone(),
+                sql_type,
+                kind: c.kind,
+            });
+            exprs.push(self.physical(c.expr.clone(), scope)?);
+        }
+        let schema = LogicalSchema::new(logical);
+        for pseudo in PSEUDO_COLUMNS {
+            exprs.push(self.physical(Expr::Column(DfColumn::from_name(pseudo)), scope)?);
+        }
+        operators.push(Box::new(Projection::new(exprs, schema.arrow_schema())));
+        Ok(schema)
+    }
+
+    fn plan_aggregate(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        source: &DataSource,
+        converted: Vec<(Expr, &SqlExpr, Option<String>)>,
+        table_keys: Option<usize>,
+    ) -> Result<(Vec<Box<dyn Operator>>, LogicalSchema)> {
+        if query.group_by.is_empty() {
+            let offending: Vec<String> = converted
+                .iter()
+                .filter(|(e, _, _)| !contains_aggregate(e))
+                .map(|(_, s, _)| ksql_text(s))
+                .collect();
+            if !offending.is_empty() {
+                return statement_err!(
+                    "Non-aggregate SELECT expression(s) not part of GROUP BY: {}",
+                    offending.join(", ")
+                );
+            }
+            return not_supported!("aggregation without GROUP BY");
+        }
+        let group_planner = ExprPlanner {
+            scope,
+            functions: self.functions,
+            clause: "GROUP BY",
+            allow_aggregates: false,
+        };
+        let group_exprs: Vec<Expr> = query
+            .group_by
+            .iter()
+            .map(|g| group_planner.convert(g))
+            .collect::<Result<_>>()?;
+
+        // Every distinct aggregate call in SELECT and HAVING.
+        let having = match &query.having {
+            Some(h) => {
+                let planner = ExprPlanner {
+                    scope,
+                    functions: self.functions,
+                    clause: "HAVING",
+                    allow_aggregates: true,
+                };
+                Some((planner.convert(h)?, h))
+            }
+            None => None,
+        };
+        let mut aggregates: Vec<Expr> = Vec::new();
+        for e in converted
+            .iter()
+            .map(|(e, _, _)| e)
+            .chain(having.iter().map(|(h, _)| h))
+        {
+            e.apply(|node| {
+                if matches!(node, Expr::AggregateFunction(_)) {
+                    if !aggregates.contains(node) {
+                        aggregates.push(node.clone());
+                    }
+                    return Ok(datafusion::common::tree_node::TreeNodeRecursion::Jump);
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })?;
+        }
+
+        // The aggregate operator's output: KSQL_GB_i, KSQL_AGG_j, pseudo.
+        let mut agg_fields = Vec::new();
+        let mut agg_columns = Vec::new();
+        for (i, g) in group_exprs.iter().enumerate() {
+            let name = format!("KSQL_GB_{i}");
+            agg_fields.push(Field::new(&name, g.get_type(&scope.df)?, true));
+            agg_columns.push(ScopeColumn {
+                qualifier: None,
+                name: name.clone(),
+                field: name,
+                kind: Some(ColumnKind::Key),
+            });
+        }
+        let mut physical_aggs: Vec<Arc<AggregateFunctionExpr>> = Vec::new();
+        let mut agg_result_types = Vec::new();
+        for (j, a) in aggregates.iter().enumerate() {
+            let Expr::AggregateFunction(f) = a else {
+                continue;
+            };
+            let args = f
+                .params
+                .args
+                .iter()
+                .map(|x| self.physical(x.clone(), scope))
+                .collect::<Result<Vec<_>>>()?;
+            let name = format!("KSQL_AGG_{j}");
+            let built = AggregateExprBuilder::new(f.func.clone(), args)
+                .schema(scope.arrow.clone())
+                .alias(&name)
+                .build()?;
+            let field = built.field();
+            agg_fields.push(Field::new(&name, field.data_type().clone(), true));
+            agg_columns.push(ScopeColumn {
+                qualifier: None,
+                name: name.clone(),
+                field: name,
+                kind: Some(ColumnKind::Value),
+            });
+            let input_type = f
+                .params
+                .args
+                .first()
+                .map(|x| x.get_type(&scope.df))
+                .transpose()?;
+            agg_result_types.push(ksql_aggregate_type(
+                f.func.name(),
+                input_type.as_ref(),
+                field.data_type(),
+            )?);
+            physical_aggs.push(Arc::new(built));
+        }
+        if table_keys.is_some() {
+            for a in &physical_aggs {
+                let name = a.fun().name().to_uppercase();
+                if matches!(name.as_str(), "MIN" | "MAX") {
+                    return statement_err!(
+                        "The aggregation functions MIN and MAX cannot be applied to a table source, only to a stream source."
+                    );
+                }
+            }
+        }
+        agg_fields.push(Field::new(ROWTIME, DataType::Int64, false));
+        agg_fields.push(Field::new(ROWPARTITION, DataType::Int32, false));
+        agg_fields.push(Field::new(ROWOFFSET, DataType::Int64, false));
+        for pseudo in PSEUDO_COLUMNS {
+            agg_columns.push(ScopeColumn {
+                qualifier: None,
+                name: pseudo.into(),
+                field: pseudo.into(),
+                kind: None,
+            });
+        }
+        let agg_schema: SchemaRef = Arc::new(Schema::new(agg_fields));
+        let agg_scope = Scope::new(agg_columns, agg_schema.clone())?;
+        let group_physical = group_exprs
+            .iter()
+            .map(|g| self.physical(g.clone(), scope))
+            .collect::<Result<Vec<_>>>()?;
+        let mut operators: Vec<Box<dyn Operator>> = vec![Box::new(GroupAggregate::new(
+            group_physical,
+            physical_aggs,
+            &scope.arrow,
+            table_keys,
+            agg_schema.clone(),
+        )?)];
+
+        // Rewrites an expression over the source into one over the
+        // aggregate output; fails if a bare source column is left.
+        let rewrite = |e: &Expr| -> Result<Expr> {
+            let rewritten = e
+                .clone()
+                .transform_down(|node| {
+                    if let Some(i) = group_exprs.iter().position(|g| *g == node) {
+                        return Ok(Transformed::new(
+                            col(&format!("KSQL_GB_{i}")),
+                            true,
+                            datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                        ));
+                    }
+                    if let Some(j) = aggregates.iter().position(|a| *a == node) {
+                        let value = Expr::Cast(Cast::new(
+                            Box::new(col(&format!("KSQL_AGG_{j}"))),
+                            agg_result_types[j].0.clone(),
+                        ));
+                        let value = if agg_result_types[j].1 {
+                            coalesce_zero(self.functions, value, &agg_result_types[j].0).map_err(
+                                |e| datafusion::error::DataFusionError::Plan(e.to_string()),
+                            )?
+                        } else {
+                            value
+                        };
+                        return Ok(Transformed::new(
+                            value,
+                            true,
+                            datafusion::common::tree_node::TreeNodeRecursion::Jump,
+                        ));
+                    }
+                    Ok(Transformed::no(node))
+                })?
+                .data;
+            Ok(rewritten)
+        };
+        let leftover = |e: &Expr| -> bool {
+            e.column_refs()
+                .iter()
+                .any(|c| !c.name.starts_with("KSQL_GB_") && !c.name.starts_with("KSQL_AGG_"))
+        };
+
+        if let Some((h, sql)) = &having {
+            let rewritten = rewrite(h)?;
+            if leftover(&rewritten) {
+                return statement_err!(
+                    "Non-aggregate HAVING expression not part of GROUP BY: {}",
+                    ksql_text(sql)
+                );
+            }
+            let predicate = self.physical(rewritten, &agg_scope)?;
+            operators.push(Box::new(Filter::for_table(
+                predicate,
+                agg_schema.clone(),
+                group_exprs.len(),
+            )?));
+        }
+
+        // Key columns: one per GROUP BY expression, named by the select
+        // item that is that expression, else by the column it is.
+        let mut names_in_use: Vec<String> = converted
+            .iter()
+            .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e)))
+            .collect();
+        names_in_use.extend(query.group_by.iter().filter_map(derived_name));
+        let mut namer = ColumnNamer::new(names_in_use.into_iter());
+        let mut key_names: Vec<Option<String>> = vec![None; group_exprs.len()];
+        let mut value_columns = Vec::new();
+        let mut offending = Vec::new();
+        for (expr, sql, alias) in &converted {
+            if let Some(i) = group_exprs.iter().position(|g| g == expr)
+                && key_names[i].is_none()
+            {
+                key_names[i] = Some(
+                    alias
+                        .clone()
+                        .or_else(|| derived_name(sql))
+                        .unwrap_or_else(|| namer.next()),
+                );
+                continue;
+            }
+            let rewritten = rewrite(expr)?;
+            if leftover(&rewritten) {
+                offending.push(ksql_text(sql));
+                continue;
+            }
+            let name = alias
+                .clone()
+                .or_else(|| derived_name(sql))
+                .unwrap_or_else(|| namer.next());
+            value_columns.push(OutputColumn {
+                name,
+                expr: rewritten,
+                kind: ColumnKind::Value,
+            });
+        }
+        if !offending.is_empty() {
+            return statement_err!(
+                "Non-aggregate SELECT expression(s) not part of GROUP BY: {}",
+                offending.join(", ")
+            );
+        }
+        let mut columns = Vec::new();
+        for (i, (name, sql)) in key_names.into_iter().zip(&query.group_by).enumerate() {
+            let name = name
+                .or_else(|| derived_name(sql))
+                .unwrap_or_else(|| namer.next());
+            columns.push(OutputColumn {
+                name,
+                expr: col(&format!("KSQL_GB_{i}")),
+                kind: ColumnKind::Key,
+            });
+        }
+        columns.extend(value_columns);
+        let _ = source;
+        let schema = self.finish_projection(columns, &agg_scope, &mut operators)?;
+        Ok((operators, schema))
+    }
+}
+
+fn col(name: &str) -> Expr {
+    Expr::Column(DfColumn::from_name(name))
+}
+
+fn coalesce_zero(functions: &FunctionRegistry, e: Expr, data_type: &DataType) -> Result<Expr> {
+    let zero = ScalarValue::new_zero(data_type)?;
+    let f = functions
+        .internal("coalesce")
+        .ok_or_else(|| SqlError::Statement("internal function coalesce is missing".into()))?;
+    Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+        f.clone(),
+        vec![e, lit(zero)],
+    )))
+}
+
+/// ksqlDB's result type of a built-in aggregate, and whether it starts at
+/// zero rather than null (ksqlDB's SUM does).
+fn ksql_aggregate_type(
+    name: &str,
+    input: Option<&DataType>,
+    datafusion_type: &DataType,
+) -> Result<(DataType, bool)> {
+    Ok(match (name.to_lowercase().as_str(), input) {
+        (
+            "sum",
+            Some(
+                t @ (DataType::Int32
+                | DataType::Int64
+                | DataType::Float64
+                | DataType::Decimal128(_, _)),
+            ),
+        ) => (t.clone(), true),
+        ("count", _) => (DataType::Int64, false),
+        ("avg", _) => (DataType::Float64, false),
+        ("min" | "max", Some(t)) => (t.clone(), false),
+        _ => (datafusion_type.clone(), false),
+    })
+}
+
+fn contains_aggregate(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = e.apply(|node| {
+        if matches!(node, Expr::AggregateFunction(_)) {
+            found = true;
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// The columns a query over `source` can reference: keys, values and
+/// pseudo columns, qualified by the source name or its alias.
+pub fn source_scope(source: &DataSource, alias: Option<&str>) -> Result<Scope> {
+    let qualifier = alias.unwrap_or(&source.name).to_string();
+    let mut columns: Vec<ScopeColumn> = source
+        .schema
+        .columns()
+        .iter()
+        .map(|c| ScopeColumn {
+            qualifier: Some(qualifier.clone()),
+            name: c.name.clone(),
+            field: c.name.clone(),
+            kind: Some(c.kind),
+        })
+        .collect();
+    for pseudo in PSEUDO_COLUMNS {
+        columns.push(ScopeColumn {
+            qualifier: Some(qualifier.clone()),
+            name: pseudo.into(),
+            field: pseudo.into(),
+            kind: None,
+        });
+    }
+    Scope::new(columns, source.schema.arrow_schema())
+}
+
+/// Expands `*` and `alias.*` into the source's key and value columns.
+fn expand_select(
+    items: &[SelectItem],
+    source: &DataSource,
+    scope: &Scope,
+) -> Result<Vec<(SqlExpr, Option<String>)>> {
+    let mut out = Vec::new();
+    let star = |out: &mut Vec<(SqlExpr, Option<String>)>| {
+        for c in source.schema.columns() {
+            let ident = datafusion::sql::sqlparser::ast::Ident::with_quote('`', c.name.clone());
+            out.push((SqlExpr::Identifier(ident), None));
+        }
+    };
+    for item in items {
+        match item {
+            SelectItem::UnnamedExpr(e) => out.push((e.clone(), None)),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                out.push((expr.clone(), Some(normalize_ident(alias))))
+            }
+            SelectItem::Wildcard(_) => star(&mut out),
+            SelectItem::ExprWithAliases { .. } => {
+                return not_supported!("multiple aliases for one expression");
+            }
+            SelectItem::QualifiedWildcard(kind, _) => {
+                let name = kind.to_string();
+                let qualifier = name.trim_matches('`').to_uppercase();
+                if scope
+                    .columns
+                    .iter()
+                    .all(|c| c.qualifier.as_deref() != Some(qualifier.as_str()))
+                {
+                    return statement_err!("Source '{qualifier}' not found in query");
+                }
+                star(&mut out)
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Hands out `KSQL_COL_n` names that clash with no other column.
+struct ColumnNamer {
+    taken: Vec<String>,
+    next: usize,
+}
+
+impl ColumnNamer {
+    fn new(taken: impl Iterator<Item = String>) -> Self {
+        ColumnNamer {
+            taken: taken.collect(),
+            next: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        loop {
+            let name = format!("KSQL_COL_{}", self.next);
+            self.next += 1;
+            if !self.taken.contains(&name) {
+                self.taken.push(name.clone());
+                return name;
+            }
+        }
+    }
+}
+
+/// `A`, `A and B`, `A, B and C`.
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {}", init.join(", "), last),
+    }
+}
