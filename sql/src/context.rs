@@ -600,7 +600,7 @@ impl KsqlContext {
         let mut provided: BTreeMap<String, ArrayRef> = BTreeMap::new();
         for (name, value) in names.iter().zip(values) {
             let expr = planner.convert(value)?;
-            let physical = self.state.create_physical_expr(expr, &empty.df)?;
+            let physical = crate::planner::compile_expr(&self.state, expr, &empty.df)?;
             let array = physical.evaluate(&one_row)?.into_array(1)?;
             provided.insert(name.clone(), array);
         }

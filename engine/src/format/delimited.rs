@@ -157,7 +157,7 @@ pub fn field_text(array: &dyn Array, row: usize) -> Result<String> {
         DataType::Boolean => v!(BooleanArray).to_string(),
         DataType::Int32 => v!(Int32Array).to_string(),
         DataType::Int64 => v!(Int64Array).to_string(),
-        DataType::Float64 => format!("{:?}", v!(Float64Array)),
+        DataType::Float64 => super::java_double(v!(Float64Array)),
         DataType::Decimal128(_, s) => format_decimal(v!(Decimal128Array), *s),
         DataType::Utf8 => v!(StringArray).to_string(),
         DataType::Utf8View => v!(StringViewArray).to_string(),

@@ -429,8 +429,7 @@ fn write_double(out: &mut String, v: f64) {
         );
         return;
     }
-    let text = format!("{v:?}");
-    out.push_str(&text);
+    out.push_str(&super::java_double(v));
 }
 
 pub fn write_string(out: &mut String, s: &str) {

@@ -246,3 +246,50 @@ fn encode(
 }
 
 use datafusion::arrow::array::Array as _;
+
+/// Renders a double as Java's `Double.toString` does, which is what
+/// ksqlDB's text formats write: `1.0`, `0.001`, `1.0E7`, `4.9E-324`.
+pub fn java_double(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let magnitude = v.abs();
+    if v == 0.0 || (1e-3..1e7).contains(&magnitude) {
+        // Shortest round-trip digits, always with a fraction.
+        return format!("{v:?}");
+    }
+    // Scientific: at least two significant digits, as Java writes d.dE±n.
+    let shortest = format!("{v:e}");
+    let (mantissa, exponent) = shortest.split_once('e').unwrap_or((&shortest, "0"));
+    let mantissa = if mantissa.contains('.') {
+        mantissa.to_string()
+    } else {
+        let two = format!("{v:.1e}");
+        two.split_once('e')
+            .map(|(m, _)| m.to_string())
+            .unwrap_or_else(|| format!("{mantissa}.0"))
+    };
+    format!("{mantissa}E{exponent}")
+}
+
+#[cfg(test)]
+mod java_double_tests {
+    use super::java_double;
+
+    #[test]
+    fn renders_like_java() {
+        assert_eq!(java_double(1.0), "1.0");
+        assert_eq!(java_double(0.001), "0.001");
+        assert_eq!(java_double(1e7), "1.0E7");
+        assert_eq!(java_double(f64::MIN_POSITIVE), "2.2250738585072014E-308");
+        assert_eq!(java_double(4.9e-324), "4.9E-324");
+        assert_eq!(java_double(-f64::MAX), "-1.7976931348623157E308");
+    }
+}

@@ -78,7 +78,14 @@ impl Operator for Filter {
         let passed = result
             .as_any()
             .downcast_ref::<BooleanArray>()
-            .map(prep_null_mask_filter)
+            // A null predicate drops the row, as SQL's WHERE does.
+            .map(|b| {
+                if b.null_count() > 0 {
+                    prep_null_mask_filter(b)
+                } else {
+                    b.clone()
+                }
+            })
             .unwrap_or_else(|| BooleanArray::from(vec![false; input.num_rows()]));
         let Some(table) = &mut self.table else {
             let passed = match &input.tombstones {
@@ -115,6 +122,3 @@ impl Operator for Filter {
         marked.filter(&keep.finish())
     }
 }
-
-#[allow(dead_code)]
-fn _assert_array(_: &dyn Array) {}

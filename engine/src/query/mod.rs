@@ -33,7 +33,8 @@ pub struct SourceSpec {
     pub topic: String,
     pub schema: LogicalSchema,
     pub codec: RecordCodec,
-    /// Tables keep tombstones (deletes); streams drop records without value.
+    /// Tables treat a record without value as the deletion of its key;
+    /// streams carry it along as a row without value.
     pub is_table: bool,
     pub timestamp: TimestampSource,
 }

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
-};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
 use datafusion::common::ScalarValue;
 
 use super::{SourceSpec, TimestampSource};
@@ -32,9 +30,6 @@ pub fn decode(
 
     for consumed in records {
         let record = &consumed.record;
-        if record.value.is_none() && !spec.is_table {
-            continue;
-        }
         let decoded = spec
             .codec
             .decode_key(record.key.as_deref())
@@ -63,6 +58,7 @@ pub fn decode(
         };
         let rowtime = match spec.timestamp {
             TimestampSource::RecordTime => Some(record.timestamp),
+            TimestampSource::Column(_) if record.value.is_none() => Some(record.timestamp),
             TimestampSource::Column(i) => match &row[i] {
                 ScalarValue::Int64(Some(v)) | ScalarValue::TimestampMillisecond(Some(v), _) => {
                     Some(*v)
@@ -70,7 +66,7 @@ pub fn decode(
                 _ => None,
             },
         };
-        let Some(rowtime) = rowtime.filter(|t| *t >= 0 || record.value.is_none()) else {
+        let Some(rowtime) = rowtime.filter(|t| *t >= 0) else {
             log_record(
                 ctx,
                 consumed,
@@ -127,6 +123,3 @@ fn log_record(
         record,
     });
 }
-
-#[allow(dead_code)]
-fn _unused(_: &TimestampMillisecondArray, _: &dyn Array) {}

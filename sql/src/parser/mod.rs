@@ -590,9 +590,16 @@ impl<'a> KsqlParser<'a> {
             None
         };
         let group_by = if self.parse_words(&["GROUP", "BY"]) {
-            self.p
+            let exprs = self
+                .p
                 .parse_comma_separated(Parser::parse_expr)
-                .map_err(syntax)?
+                .map_err(syntax)?;
+            // `GROUP BY (a, b)` groups by a and b.
+            match <[Expr; 1]>::try_from(exprs) {
+                Ok([Expr::Tuple(items)]) => items,
+                Ok([single]) => vec![single],
+                Err(exprs) => exprs,
+            }
         } else {
             vec![]
         };

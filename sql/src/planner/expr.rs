@@ -5,8 +5,6 @@
 //! operators and functions onto DataFusion's. [`ksql_text`] renders an
 //! expression as ksqlDB prints it in messages: `(F1 + F2)`.
 
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, InList, Like, ScalarFunction};
@@ -15,7 +13,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType as SqlDataType, Expr as SqlExpr, FunctionArg,
-    FunctionArgExpr, FunctionArguments, Subscript, UnaryOperator, Value,
+    FunctionArgExpr, FunctionArguments, LambdaFunction, LambdaSyntax, OneOrManyWithParens,
+    Subscript, UnaryOperator, Value,
 };
 use sluice_engine::format::decimal::parse_decimal;
 use sluice_engine::schema::{ColumnKind, SqlType};
@@ -117,23 +116,17 @@ impl ExprPlanner<'_> {
                 negated,
                 low,
                 high,
-            } => Expr::Between(Between::new(
+            } => null_is_false(Expr::Between(Between::new(
                 Box::new(self.convert(expr)?),
                 *negated,
                 Box::new(self.convert(low)?),
                 Box::new(self.convert(high)?),
-            )),
+            ))),
             SqlExpr::InList {
                 expr,
                 list,
                 negated,
-            } => Expr::InList(InList::new(
-                Box::new(self.convert(expr)?),
-                list.iter()
-                    .map(|x| self.convert(x))
-                    .collect::<Result<_>>()?,
-                *negated,
-            )),
+            } => self.in_list(expr, list, *negated)?,
             SqlExpr::Like {
                 negated,
                 any: false,
@@ -150,13 +143,22 @@ impl ExprPlanner<'_> {
                         return statement_err!("ESCAPE must be a single character, got {other}");
                     }
                 };
-                Expr::Like(Like::new(
+                let (pattern, escape) = match (&**pattern, escape) {
+                    // DataFusion escapes with backslash only: rewrite a
+                    // literal pattern's own escape character into it.
+                    (SqlExpr::Value(v), Some(esc)) if esc != '\\' => match &v.value {
+                        Value::SingleQuotedString(text) => (lit(rewrite_escape(text, esc)), None),
+                        _ => (self.convert(pattern)?, Some(esc)),
+                    },
+                    _ => (self.convert(pattern)?, escape),
+                };
+                null_is_false(Expr::Like(Like::new(
                     *negated,
                     Box::new(self.convert(expr)?),
-                    Box::new(self.convert(pattern)?),
+                    Box::new(pattern),
                     escape,
                     false,
-                ))
+                )))
             }
             SqlExpr::Case {
                 operand,
@@ -196,7 +198,31 @@ impl ExprPlanner<'_> {
                 };
                 Expr::Cast(Cast::new(Box::new(self.convert(expr)?), target.to_arrow()))
             }
+            SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow => {
+                self.convert(&desugar_arrow(l)?)?
+            }
             SqlExpr::Function(f) => self.function(e, f)?,
+            SqlExpr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![self.convert(expr)?];
+                args.extend(
+                    substring_from
+                        .iter()
+                        .map(|x| self.convert(x))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+                args.extend(
+                    substring_for
+                        .iter()
+                        .map(|x| self.convert(x))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+                self.call_internal("substr", args)?
+            }
             SqlExpr::CompoundFieldAccess { root, access_chain } => {
                 let mut current = self.convert(root)?;
                 for access in access_chain {
@@ -350,11 +376,114 @@ impl ExprPlanner<'_> {
             BinaryOperator::StringConcat => return self.call_internal("concat", vec![l, r]),
             other => return not_supported!("operator {other}"),
         };
-        Ok(Expr::BinaryExpr(BinaryExpr::new(
-            Box::new(l),
-            operator,
-            Box::new(r),
-        )))
+        if comparison {
+            self.check_comparable(&l, &r, left, right, op)?;
+        }
+        let result = Expr::BinaryExpr(BinaryExpr::new(Box::new(l), operator, Box::new(r)));
+        Ok(if comparison {
+            null_is_false(result)
+        } else {
+            result
+        })
+    }
+
+    /// ksqlDB rejects comparisons between unrelated types instead of
+    /// casting one side.
+    fn check_comparable(
+        &self,
+        l: &Expr,
+        r: &Expr,
+        left: &SqlExpr,
+        right: &SqlExpr,
+        op: &BinaryOperator,
+    ) -> Result<()> {
+        let (lt, rt) = (self.type_of(l)?, self.type_of(r)?);
+        let string_literal = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
+        let temporal_vs_text = (is_temporal(&lt) && string_literal(right))
+            || (is_temporal(&rt) && string_literal(left));
+        if type_class(&lt) == type_class(&rt)
+            || temporal_vs_text
+            || lt == DataType::Null
+            || rt == DataType::Null
+        {
+            return Ok(());
+        }
+        let op_name = match op {
+            BinaryOperator::Eq => "EQUAL",
+            BinaryOperator::NotEq => "NOT_EQUAL",
+            BinaryOperator::Lt => "LESS_THAN",
+            BinaryOperator::LtEq => "LESS_THAN_OR_EQUAL",
+            BinaryOperator::Gt => "GREATER_THAN",
+            _ => "GREATER_THAN_OR_EQUAL",
+        };
+        statement_err!(
+            "Error in {} expression: Cannot compare {} ({}) to {} ({}) with {op_name}.",
+            self.clause,
+            ksql_text(left),
+            type_name(&lt),
+            ksql_text(right),
+            type_name(&rt)
+        )
+    }
+
+    /// `x IN (...)`: string literals are read as the type of `x`, as
+    /// ksqlDB does; other items must have a comparable type.
+    fn in_list(&self, expr: &SqlExpr, list: &[SqlExpr], negated: bool) -> Result<Expr> {
+        let subject = self.convert(expr)?;
+        let subject_type = self.type_of(&subject)?;
+        let mut items = Vec::with_capacity(list.len());
+        for item in list {
+            let converted = self.convert(item)?;
+            let item_type = self.type_of(&converted)?;
+            let converted = match (&converted, type_class(&subject_type)) {
+                (Expr::Literal(ScalarValue::Utf8(Some(text)), _), class)
+                    if class != type_class(&item_type) =>
+                {
+                    let as_number = || {
+                        text.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .map(|f| ScalarValue::Float64(Some(f)))
+                    };
+                    let cast = ScalarValue::Utf8(Some(text.clone()))
+                        .cast_to(&subject_type)
+                        .ok()
+                        .or_else(|| {
+                            if type_class(&subject_type) == TypeClass::Numeric {
+                                as_number()
+                            } else {
+                                None
+                            }
+                        })
+                        .ok_or_else(|| {
+                            SqlError::Statement(format!(
+                                "Invalid Predicate: invalid input syntax for type {}: \"{text}\".",
+                                type_name(&subject_type)
+                            ))
+                        })?;
+                    Expr::Literal(cast, None)
+                }
+                _ if type_class(&item_type) != type_class(&subject_type)
+                    && item_type != DataType::Null
+                    && !(type_class(&subject_type) == TypeClass::Text
+                        && matches!(converted, Expr::Literal(_, _))) =>
+                {
+                    return statement_err!(
+                        "Invalid Predicate: operator does not exist: {} = {} ({})",
+                        type_name(&subject_type),
+                        type_name(&item_type),
+                        ksql_text(item)
+                    );
+                }
+                _ => converted,
+            };
+            items.push(converted);
+        }
+        Ok(null_is_false(Expr::InList(InList::new(
+            Box::new(subject),
+            items,
+            negated,
+        ))))
     }
 
     fn function(
@@ -452,9 +581,13 @@ pub fn literal(v: &Value) -> Result<Expr> {
     Ok(match v {
         Value::Number(text, _) => {
             if text.contains(['e', 'E']) {
-                lit(text
+                let value = text
                     .parse::<f64>()
-                    .map_err(|_| SqlError::Statement(format!("bad number {text}")))?)
+                    .map_err(|_| SqlError::Statement(format!("Invalid numeric literal: {text}")))?;
+                if value.is_infinite() {
+                    return statement_err!("Number overflows DOUBLE: {text}");
+                }
+                lit(value)
             } else if text.contains('.') {
                 let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
                 let int_digits = int_part.trim_start_matches('0').len();
@@ -470,11 +603,7 @@ pub fn literal(v: &Value) -> Result<Expr> {
             } else if let Ok(i) = text.parse::<i64>() {
                 lit(i)
             } else {
-                let precision = text.len().min(38) as u8;
-                Expr::Literal(
-                    ScalarValue::Decimal128(Some(parse_decimal(text, precision, 0)?), precision, 0),
-                    None,
-                )
+                return statement_err!("Invalid numeric literal: {text}");
             }
         }
         Value::SingleQuotedString(s) => lit(s.clone()),
@@ -487,6 +616,10 @@ pub fn literal(v: &Value) -> Result<Expr> {
 /// Renders an expression the way ksqlDB prints it in messages.
 pub fn ksql_text(e: &SqlExpr) -> String {
     match e {
+        SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow => match desugar_arrow(l) {
+            Ok(plain) => ksql_text(&plain),
+            Err(_) => e.to_string(),
+        },
         SqlExpr::Identifier(i) => normalize_ident(i),
         SqlExpr::CompoundIdentifier(parts) => parts
             .iter()
@@ -544,6 +677,9 @@ pub fn ksql_text(e: &SqlExpr) -> String {
 /// a column's own name, a struct field's name.
 pub fn derived_name(e: &SqlExpr) -> Option<String> {
     match e {
+        SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow => {
+            desugar_arrow(l).ok().as_ref().and_then(derived_name)
+        }
         SqlExpr::Identifier(i) => Some(normalize_ident(i)),
         SqlExpr::CompoundIdentifier(parts) => parts.last().map(normalize_ident),
         SqlExpr::BinaryOp {
@@ -555,5 +691,117 @@ pub fn derived_name(e: &SqlExpr) -> Option<String> {
     }
 }
 
-#[allow(dead_code)]
-fn _arc<T>(_: Arc<T>) {}
+/// ksqlDB compares with Java's semantics: a comparison involving null is
+/// false, not unknown.
+fn null_is_false(e: Expr) -> Expr {
+    Expr::Case(Case::new(
+        None,
+        vec![(Box::new(e), Box::new(lit(true)))],
+        Some(Box::new(lit(false))),
+    ))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum TypeClass {
+    Numeric,
+    Text,
+    Boolean,
+    Temporal,
+    Other(String),
+}
+
+fn type_class(t: &DataType) -> TypeClass {
+    match t {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal128(_, _) => TypeClass::Numeric,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => TypeClass::Text,
+        DataType::Boolean => TypeClass::Boolean,
+        DataType::Date32 | DataType::Time32(_) | DataType::Timestamp(_, _) => TypeClass::Temporal,
+        // Nested types compare by kind; DataFusion reconciles their
+        // element types.
+        DataType::List(_) | DataType::LargeList(_) => TypeClass::Other("ARRAY".into()),
+        DataType::Map(_, _) => TypeClass::Other("MAP".into()),
+        DataType::Struct(_) => TypeClass::Other("STRUCT".into()),
+        other => TypeClass::Other(format!("{other}")),
+    }
+}
+
+fn is_temporal(t: &DataType) -> bool {
+    type_class(t) == TypeClass::Temporal
+}
+
+fn type_name(t: &DataType) -> String {
+    SqlType::from_arrow(t)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Rewrites a LIKE pattern escaped with `escape` into backslash escapes.
+fn rewrite_escape(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            if let Some(next) = chars.next() {
+                out.push('\\');
+                out.push(next);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// sqlparser reads `a->b` as a lambda; in ksqlDB it is struct field
+/// access (lambdas are written `x => ...`). Rebuilds the expression with
+/// `->` binding tightest: `a->b + 1` is `(a->b) + 1`.
+pub fn desugar_arrow(l: &LambdaFunction) -> Result<SqlExpr> {
+    let OneOrManyWithParens::One(param) = &l.params else {
+        return statement_err!("expected a field name before '->'");
+    };
+    attach_arrow(SqlExpr::Identifier(param.name.clone()), &l.body)
+}
+
+fn attach_arrow(base: SqlExpr, body: &SqlExpr) -> Result<SqlExpr> {
+    let arrow = |left: SqlExpr, field: SqlExpr| SqlExpr::BinaryOp {
+        left: Box::new(left),
+        op: BinaryOperator::Arrow,
+        right: Box::new(field),
+    };
+    Ok(match body {
+        SqlExpr::Identifier(_) => arrow(base, body.clone()),
+        SqlExpr::Lambda(inner) if inner.syntax == LambdaSyntax::Arrow => {
+            let OneOrManyWithParens::One(param) = &inner.params else {
+                return statement_err!("expected a field name after '->'");
+            };
+            attach_arrow(
+                arrow(base, SqlExpr::Identifier(param.name.clone())),
+                &inner.body,
+            )?
+        }
+        SqlExpr::BinaryOp { left, op, right } => SqlExpr::BinaryOp {
+            left: Box::new(attach_arrow(base, left)?),
+            op: op.clone(),
+            right: right.clone(),
+        },
+        SqlExpr::CompoundFieldAccess { root, access_chain } => SqlExpr::CompoundFieldAccess {
+            root: Box::new(attach_arrow(base, root)?),
+            access_chain: access_chain.clone(),
+        },
+        SqlExpr::IsNull(x) => SqlExpr::IsNull(Box::new(attach_arrow(base, x)?)),
+        SqlExpr::IsNotNull(x) => SqlExpr::IsNotNull(Box::new(attach_arrow(base, x)?)),
+        other => return not_supported!("'->' followed by {other}"),
+    })
+}

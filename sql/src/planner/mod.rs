@@ -17,7 +17,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column as DfColumn, ScalarValue};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Cast, Expr, ExprSchemable, lit};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SelectItem};
@@ -62,9 +64,37 @@ struct OutputColumn {
     kind: ColumnKind,
 }
 
+/// Type-coerces and simplifies an expression the way DataFusion's
+/// planner would before it becomes physical (some functions, such as
+/// `coalesce`, exist only in simplified form at run time).
+pub fn prepare_expr(
+    state: &SessionState,
+    e: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<Expr> {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .with_config_options(state.config_options().clone())
+        .with_current_time()
+        .build();
+    let simplifier = ExprSimplifier::new(context);
+    let coerced = simplifier.coerce(e, schema)?;
+    Ok(simplifier.simplify(coerced)?)
+}
+
+/// Compiles a logical expression over `schema` into a physical one.
+pub fn compile_expr(
+    state: &SessionState,
+    e: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    let prepared = prepare_expr(state, e, schema)?;
+    Ok(state.create_physical_expr(prepared, schema)?)
+}
+
 impl PlanContext<'_> {
     fn physical(&self, e: Expr, scope: &Scope) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(self.state.create_physical_expr(e, &scope.df)?)
+        compile_expr(self.state, e, &scope.df)
     }
 
     /// Plans `query` whose result will be called `sink_name`.
@@ -358,7 +388,10 @@ impl PlanContext<'_> {
         let mut physical_aggs: Vec<Arc<AggregateFunctionExpr>> = Vec::new();
         let mut agg_result_types = Vec::new();
         for (j, a) in aggregates.iter().enumerate() {
-            let Expr::AggregateFunction(f) = a else {
+            // DataFusion's aggregates expect coerced arguments (SUM wants
+            // BIGINT, not INT).
+            let coerced = prepare_expr(self.state, a.clone(), &scope.df)?;
+            let Expr::AggregateFunction(f) = &coerced else {
                 continue;
             };
             let args = f
@@ -380,12 +413,17 @@ impl PlanContext<'_> {
                 field: name,
                 kind: Some(ColumnKind::Value),
             });
-            let input_type = f
-                .params
-                .args
-                .first()
-                .map(|x| x.get_type(&scope.df))
-                .transpose()?;
+            // ksqlDB's result type follows the argument as written, before
+            // DataFusion widened it (SUM of INT stays INT).
+            let input_type = match a {
+                Expr::AggregateFunction(original) => original
+                    .params
+                    .args
+                    .first()
+                    .map(|x| x.get_type(&scope.df))
+                    .transpose()?,
+                _ => None,
+            };
             agg_result_types.push(ksql_aggregate_type(
                 f.func.name(),
                 input_type.as_ref(),
@@ -650,7 +688,12 @@ fn expand_select(
             }
             SelectItem::QualifiedWildcard(kind, _) => {
                 let name = kind.to_string();
-                let qualifier = name.trim_matches('`').to_uppercase();
+                let name = name.trim_end_matches(".*");
+                let qualifier = if name.starts_with('`') || name.starts_with('"') {
+                    name.trim_matches(|c| c == '`' || c == '"').to_string()
+                } else {
+                    name.to_uppercase()
+                };
                 if scope
                     .columns
                     .iter()

@@ -1,0 +1,119 @@
+//! Counting results per category and file, printing the tables and
+//! writing the JSON report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl Counts {
+    fn add(&mut self, status: &str) {
+        match status {
+            "passed" => self.passed += 1,
+            "failed" => self.failed += 1,
+            _ => self.skipped += 1,
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        let run = self.passed + self.failed;
+        if run == 0 {
+            0.0
+        } else {
+            100.0 * self.passed as f64 / run as f64
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaseResult {
+    pub file: String,
+    pub name: String,
+    pub status: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub total: Counts,
+    pub categories: BTreeMap<String, Counts>,
+    pub files: BTreeMap<String, Counts>,
+    pub cases: Vec<CaseResult>,
+}
+
+impl Report {
+    /// `category_of` maps a file name to its category.
+    pub fn build(cases: Vec<CaseResult>, category_of: impl Fn(&str) -> String) -> Report {
+        let mut total = Counts::default();
+        let mut categories: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut files: BTreeMap<String, Counts> = BTreeMap::new();
+        for c in &cases {
+            total.add(c.status);
+            categories
+                .entry(category_of(&c.file))
+                .or_default()
+                .add(c.status);
+            files.entry(c.file.clone()).or_default().add(c.status);
+        }
+        Report {
+            total,
+            categories,
+            files,
+            cases,
+        }
+    }
+
+    pub fn print(&self) {
+        println!(
+            "{:<60} {:>7} {:>7} {:>7} {:>7}",
+            "file", "passed", "failed", "skipped", "pass %"
+        );
+        for (file, c) in &self.files {
+            println!(
+                "{:<60} {:>7} {:>7} {:>7} {:>6.1}%",
+                file,
+                c.passed,
+                c.failed,
+                c.skipped,
+                c.rate()
+            );
+        }
+        println!();
+        println!(
+            "{:<60} {:>7} {:>7} {:>7} {:>7}",
+            "category", "passed", "failed", "skipped", "pass %"
+        );
+        for (category, c) in &self.categories {
+            println!(
+                "{:<60} {:>7} {:>7} {:>7} {:>6.1}%",
+                category,
+                c.passed,
+                c.failed,
+                c.skipped,
+                c.rate()
+            );
+        }
+        let rejections = self
+            .cases
+            .iter()
+            .filter(|c| c.status == "passed" && c.reason.starts_with("rejected as expected"))
+            .count();
+        println!();
+        println!(
+            "of the passed cases, {rejections} are statements rejected as ksqlDB rejects them"
+        );
+        let t = self.total;
+        println!(
+            "conformance: {}/{} cases pass ({:.1}%)",
+            t.passed,
+            t.passed + t.failed,
+            t.rate()
+        );
+    }
+}
