@@ -31,6 +31,15 @@ enum Command {
         /// The script: ksqlDB statements separated by ';'.
         file: PathBuf,
     },
+    /// Serve the ksqlDB REST API on embedded topics.
+    Serve {
+        /// Port to listen on (loopback only).
+        #[arg(long, default_value_t = 8088)]
+        port: u16,
+        /// Folder of .sql files to execute at start, in name order.
+        #[arg(long, default_value = "queries")]
+        queries: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -44,7 +53,61 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Conformance(args) => conformance::run(&args),
         Command::Run { file } => run_script(&file),
+        Command::Serve { port, queries } => serve(port, &queries),
     }
+}
+
+/// Executes every `.sql` file of `dir` in name order; a missing folder
+/// loads nothing.
+fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let sql =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        ctx.execute(&sql).map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{}:{}: {}\n  in: {}",
+                file.display(),
+                e.line,
+                e.column,
+                e.error,
+                e.statement
+            )
+        })?;
+        tracing::info!("loaded {}", file.display());
+    }
+    Ok(files.len())
+}
+
+fn serve(port: u16, queries: &std::path::Path) -> Result<()> {
+    let ctx = Arc::new(KsqlContext::with_backend(
+        Arc::new(EmbeddedTopics::new()),
+        1024,
+    ));
+    let loaded = load_queries(&ctx, queries)?;
+    let driver = ctx
+        .runtime()
+        .spawn()
+        .context("starting the query runtime")?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API on http://{addr}");
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let state = sluice_server::AppState {
+        ctx: ctx.clone(),
+        server_id: "sluice".into(),
+    };
+    let result = runtime.block_on(sluice_server::serve(addr, state));
+    ctx.runtime().stop();
+    let _ = driver.join();
+    result.map_err(Into::into)
 }
 
 fn run_script(file: &PathBuf) -> Result<()> {

@@ -1,1 +1,169 @@
-//! placeholder
+//! Sluice's HTTP server: the ksqlDB-compatible REST API.
+//!
+//! [`router`] builds the axum routes over one shared [`KsqlContext`]:
+//! `POST /ksql` runs statements and answers with ksqlDB's entity JSON
+//! ([`entities`]), `GET /info` and `GET /healthcheck` report on the
+//! server. Failures answer in ksqlDB's error shape ([`error`]).
+
+pub mod entities;
+pub mod error;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_sql::KsqlContext;
+
+pub use error::ServerError;
+
+/// ksqlDB's versioned media type; clients send and accept it.
+pub const KSQL_MEDIA_TYPE: &str = "application/vnd.ksql.v1+json";
+
+/// Largest request body accepted, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Arc<KsqlContext>,
+    pub server_id: String,
+}
+
+/// The routes of the REST API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ksql", post(ksql))
+        .route("/info", get(info))
+        .route("/healthcheck", get(healthcheck))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API until the process ends.
+pub async fn serve(addr: SocketAddr, state: AppState) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(ServerError::Bind)?;
+    tracing::info!(
+        "listening on http://{}",
+        listener.local_addr().map_err(ServerError::Bind)?
+    );
+    axum::serve(listener, router(state))
+        .await
+        .map_err(ServerError::Serve)
+}
+
+#[derive(Debug, Deserialize)]
+struct KsqlRequest {
+    ksql: String,
+    #[serde(default, rename = "streamsProperties")]
+    streams_properties: serde_json::Map<String, Value>,
+}
+
+fn ksql_json(status: axum::http::StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, KSQL_MEDIA_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let request: KsqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ServerError::BadRequest(format!("Invalid request body: {e}")).into_response();
+        }
+    };
+    let ctx = state.ctx.clone();
+    // Statements take the catalog lock and may create topics: keep them off
+    // the async workers.
+    let outcome = tokio::task::spawn_blocking(move || {
+        for (name, value) in &request.streams_properties {
+            ctx.set_property(
+                name,
+                value
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| value.to_string())
+                    .as_str(),
+            );
+        }
+        let parsed = sluice_sql::parser::parse_statements(&request.ksql);
+        match parsed {
+            Err(e) => Err(ServerError::Statement {
+                statement: request.ksql.clone(),
+                message: e.to_string(),
+            }),
+            Ok(statements) => {
+                let mut out = Vec::new();
+                for (i, statement) in statements.iter().enumerate() {
+                    match ctx.execute_statement(statement) {
+                        Ok(result) => {
+                            out.push(entities::render(&statement.text, &result, i as u64))
+                        }
+                        Err(e) => {
+                            return Err(ServerError::Statement {
+                                statement: statement.text.clone(),
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(entities)) => ksql_json(axum::http::StatusCode::OK, Value::Array(entities)),
+        Ok(Err(e)) => e.into_response(),
+        Err(join) => ServerError::Internal(join.to_string()).into_response(),
+    }
+}
+
+async fn info(State(state): State<AppState>) -> Response {
+    ksql_json(
+        axum::http::StatusCode::OK,
+        json!({"KsqlServerInfo": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "kafkaClusterId": "embedded",
+            "ksqlServiceId": state.server_id,
+            "serverStatus": "RUNNING",
+        }}),
+    )
+}
+
+async fn healthcheck(State(state): State<AppState>) -> Response {
+    let failed = state
+        .ctx
+        .runtime()
+        .states()
+        .iter()
+        .filter(|(_, s)| *s != sluice_engine::query::QueryState::Running)
+        .count();
+    Json(json!({
+        "isHealthy": true,
+        "details": {
+            "metastore": {"isHealthy": true},
+            "kafka": {"isHealthy": true},
+            "queries": {"isHealthy": failed == 0, "failed": failed},
+        }
+    }))
+    .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ServerError::NotFound(uri.path().to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests;

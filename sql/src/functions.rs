@@ -38,8 +38,6 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("GREATEST", "greatest"),
     ("LEAST", "least"),
     ("INSTR", "strpos"),
-    ("LPAD", "lpad"),
-    ("RPAD", "rpad"),
     ("MD5", "md5"),
     ("ARRAY_LENGTH", "cardinality"),
     ("ARRAY_CONTAINS", "array_has"),

@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray, BooleanBuilder};
-use datafusion::arrow::compute::kernels::cmp::eq;
 use datafusion::arrow::compute::prep_null_mask_filter;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -88,12 +87,10 @@ impl Operator for Filter {
             })
             .unwrap_or_else(|| BooleanArray::from(vec![false; input.num_rows()]));
         let Some(table) = &mut self.table else {
+            // A stream record without value has nothing to match: ksqlDB
+            // drops it at a WHERE.
             let passed = match &input.tombstones {
-                // Stream rows are never tombstones; keep the mask anyway.
-                Some(t) => datafusion::arrow::compute::or(
-                    &passed,
-                    &eq(t, &BooleanArray::new_scalar(true))?,
-                )?,
+                Some(t) => datafusion::arrow::compute::and_not(&passed, t)?,
                 None => passed,
             };
             return input.filter(&passed);

@@ -117,17 +117,17 @@ pub(crate) fn syntax(e: ParserError) -> SqlError {
     // sqlparser appends " at Line: L, Column: C"; lift it into the fields.
     if let Some(pos) = text.rfind(" at Line: ") {
         let tail = &text[pos + " at Line: ".len()..];
-        if let Some((line, col)) = tail.split_once(", Column: ") {
-            if let (Ok(line), Ok(column)) = (line.trim().parse(), col.trim().parse()) {
-                let message = text[..pos]
-                    .trim_start_matches("sql parser error: ")
-                    .to_string();
-                return SqlError::Syntax {
-                    line,
-                    column,
-                    message,
-                };
-            }
+        if let Some((line, col)) = tail.split_once(", Column: ")
+            && let (Ok(line), Ok(column)) = (line.trim().parse(), col.trim().parse())
+        {
+            let message = text[..pos]
+                .trim_start_matches("sql parser error: ")
+                .to_string();
+            return SqlError::Syntax {
+                line,
+                column,
+                message,
+            };
         }
     }
     SqlError::Syntax {

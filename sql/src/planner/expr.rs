@@ -192,7 +192,7 @@ impl ExprPlanner<'_> {
             } => {
                 let target = match data_type {
                     SqlDataType::Custom(name, _) => {
-                        parse_type_str(&name.to_string().trim_matches('"'))?
+                        parse_type_str(name.to_string().trim_matches('"'))?
                     }
                     other => parse_type_str(&other.to_string())?,
                 };
@@ -592,7 +592,7 @@ pub fn literal(v: &Value) -> Result<Expr> {
                 let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
                 let int_digits = int_part.trim_start_matches('0').len();
                 let scale = frac.len();
-                let precision = (int_digits + scale).max(1).min(38);
+                let precision = (int_digits + scale).clamp(1, 38);
                 let value = parse_decimal(text, precision as u8, scale as i8)?;
                 Expr::Literal(
                     ScalarValue::Decimal128(Some(value), precision as u8, scale as i8),
@@ -799,6 +799,39 @@ fn attach_arrow(base: SqlExpr, body: &SqlExpr) -> Result<SqlExpr> {
         SqlExpr::CompoundFieldAccess { root, access_chain } => SqlExpr::CompoundFieldAccess {
             root: Box::new(attach_arrow(base, root)?),
             access_chain: access_chain.clone(),
+        },
+        SqlExpr::Like {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        } => SqlExpr::Like {
+            negated: *negated,
+            any: *any,
+            expr: Box::new(attach_arrow(base, expr)?),
+            pattern: pattern.clone(),
+            escape_char: escape_char.clone(),
+        },
+        SqlExpr::InList {
+            expr,
+            list,
+            negated,
+        } => SqlExpr::InList {
+            expr: Box::new(attach_arrow(base, expr)?),
+            list: list.clone(),
+            negated: *negated,
+        },
+        SqlExpr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => SqlExpr::Between {
+            expr: Box::new(attach_arrow(base, expr)?),
+            negated: *negated,
+            low: low.clone(),
+            high: high.clone(),
         },
         SqlExpr::IsNull(x) => SqlExpr::IsNull(Box::new(attach_arrow(base, x)?)),
         SqlExpr::IsNotNull(x) => SqlExpr::IsNotNull(Box::new(attach_arrow(base, x)?)),

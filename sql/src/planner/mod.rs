@@ -237,7 +237,8 @@ impl PlanContext<'_> {
             .filter(|k| !keys_seen.contains_key(&k.name))
             .map(|k| k.name.clone())
             .collect();
-        if !missing.is_empty() && !(self.new_planner && source.kind == SourceKind::Stream) {
+        let keyless_stream_allowed = self.new_planner && source.kind == SourceKind::Stream;
+        if !missing.is_empty() && !keyless_stream_allowed {
             let (noun, eg) = if missing.len() == 1 {
                 ("column", missing[0].clone())
             } else {

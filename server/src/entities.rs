@@ -1,0 +1,123 @@
+//! Statement results rendered as the entities ksqlDB's `/ksql` returns.
+
+use serde_json::{Value, json};
+use sluice_sql::StatementResult;
+use sluice_sql::catalog::DataSource;
+use sluice_sql::functions::FunctionKind;
+
+fn source_summary(s: &DataSource) -> Value {
+    json!({
+        "type": s.kind.name(),
+        "name": s.name,
+        "topic": s.topic,
+        "keyFormat": s.key_format.name(),
+        "valueFormat": s.value_format.name(),
+        "isWindowed": false,
+    })
+}
+
+/// One entity for one executed statement.
+pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value {
+    match result {
+        StatementResult::Status { message } => json!({
+            "@type": "currentStatus",
+            "statementText": statement,
+            "commandStatus": {"status": "SUCCESS", "message": message},
+            "commandSequenceNumber": sequence,
+            "warnings": [],
+        }),
+        StatementResult::QueryStarted {
+            query_id, message, ..
+        } => json!({
+            "@type": "currentStatus",
+            "statementText": statement,
+            "commandStatus": {"status": "SUCCESS", "message": message, "queryId": query_id},
+            "commandSequenceNumber": sequence,
+            "warnings": [],
+        }),
+        StatementResult::Streams(list) => json!({
+            "@type": "streams",
+            "statementText": statement,
+            "streams": list.iter().map(|s| source_summary(s)).collect::<Vec<_>>(),
+            "warnings": [],
+        }),
+        StatementResult::Tables(list) => json!({
+            "@type": "tables",
+            "statementText": statement,
+            "tables": list.iter().map(|s| source_summary(s)).collect::<Vec<_>>(),
+            "warnings": [],
+        }),
+        StatementResult::Queries(list) => json!({
+            "@type": "queries",
+            "statementText": statement,
+            "queries": list.iter().map(|q| json!({
+                "queryString": q.info.sql,
+                "sinks": [q.info.sink],
+                "id": q.info.id,
+                "queryType": "PERSISTENT",
+                "state": q.state,
+                "statusCount": {q.state.clone(): 1},
+            })).collect::<Vec<_>>(),
+            "warnings": [],
+        }),
+        StatementResult::Topics(topics) => json!({
+            "@type": "kafka_topics",
+            "statementText": statement,
+            "topics": topics.iter().map(|t| json!({
+                "name": t.name,
+                "replicaInfo": vec![t.replicas; t.partitions as usize],
+            })).collect::<Vec<_>>(),
+            "warnings": [],
+        }),
+        StatementResult::Description(d) => {
+            let fields: Vec<Value> = d
+                .source
+                .schema
+                .columns()
+                .iter()
+                .map(|c| {
+                    let mut field =
+                        json!({"name": c.name, "schema": {"type": c.sql_type.to_string()}});
+                    if c.kind == sluice_engine::schema::ColumnKind::Key {
+                        field["type"] = json!("KEY");
+                    }
+                    field
+                })
+                .collect();
+            json!({
+                "@type": "sourceDescription",
+                "statementText": statement,
+                "sourceDescription": {
+                    "name": d.source.name,
+                    "type": d.source.kind.name(),
+                    "readQueries": d.readers.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                    "writeQueries": d.writers.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
+                    "fields": fields,
+                    "timestamp": d.source.timestamp_column.clone().unwrap_or_default(),
+                    "keyFormat": d.source.key_format.name(),
+                    "valueFormat": d.source.value_format.name(),
+                    "topic": d.source.topic,
+                    "partitions": d.partitions.unwrap_or(0),
+                    "statement": d.source.sql,
+                    "windowType": null,
+                },
+                "warnings": [],
+            })
+        }
+        StatementResult::Functions(functions) => json!({
+            "@type": "function_names",
+            "statementText": statement,
+            "functions": functions.iter().map(|(name, kind)| json!({
+                "name": name,
+                "type": match kind { FunctionKind::Scalar => "SCALAR", FunctionKind::Aggregate => "AGGREGATE" },
+            })).collect::<Vec<_>>(),
+            "warnings": [],
+        }),
+        StatementResult::Properties(props) => json!({
+            "@type": "properties",
+            "statementText": statement,
+            "properties": props,
+            "warnings": [],
+        }),
+    }
+}

@@ -1,0 +1,62 @@
+//! [`ServerError`] and its rendering as ksqlDB's error JSON
+//! (`@type`, `error_code`, `message`).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// A statement was rejected; ksqlDB's `statement_error`.
+    #[error("{message}")]
+    Statement { statement: String, message: String },
+    #[error("Path not found: {0}")]
+    NotFound(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl ServerError {
+    /// The HTTP status and ksqlDB's error code.
+    fn codes(&self) -> (StatusCode, u32) {
+        match self {
+            ServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, 40000),
+            ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
+            ServerError::NotFound(_) => (StatusCode::NOT_FOUND, 40400),
+            ServerError::Internal(_) | ServerError::Bind(_) | ServerError::Serve(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, 50000)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.codes();
+        let body = match &self {
+            ServerError::Statement { statement, message } => json!({
+                "@type": "statement_error",
+                "error_code": code,
+                "message": message,
+                "statementText": statement,
+                "entities": [],
+            }),
+            other => {
+                json!({"@type": "generic_error", "error_code": code, "message": other.to_string()})
+            }
+        };
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, crate::KSQL_MEDIA_TYPE)],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,94 @@
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use sluice_engine::processing_log::ProcessingLog;
+use sluice_engine::runtime::Runtime;
+use sluice_engine::topic::TopicBackend;
+use sluice_sql::KsqlContext;
+use tower::ServiceExt;
+
+use super::{AppState, router};
+
+fn app() -> axum::Router {
+    let backend: Arc<dyn TopicBackend> = Arc::new(sluice_connectors::EmbeddedTopics::new());
+    let runtime = Arc::new(Runtime::new(
+        backend,
+        Arc::new(ProcessingLog::default()),
+        16,
+    ));
+    router(AppState {
+        ctx: Arc::new(KsqlContext::new(runtime)),
+        server_id: "test".into(),
+    })
+}
+
+async fn call(app: axum::Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn ksql_runs_statements_and_lists_streams() {
+    let app = app();
+    let (status, body) = call(
+        app.clone(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "CREATE STREAM s (id INT KEY, v STRING) WITH (kafka_topic='s', value_format='JSON', partitions=2); SHOW STREAMS;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["@type"], "currentStatus");
+    assert_eq!(body[0]["commandStatus"]["message"], "Stream created");
+    assert_eq!(body[1]["@type"], "streams");
+    assert_eq!(body[1]["streams"][0]["name"], "S");
+    assert_eq!(body[1]["streams"][0]["valueFormat"], "JSON");
+}
+
+#[tokio::test]
+async fn bad_sql_is_a_statement_error_with_position() {
+    let (status, body) = call(
+        app(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "CREATE STREAM s (id INT KEY) WITH (kafka_topic=);"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["@type"], "statement_error");
+    assert_eq!(body["error_code"], 40001);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("line 1:"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_body_and_unknown_path_answer_in_ksql_shape() {
+    let (status, body) = call(app(), "POST", "/ksql", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_code"], 40000);
+    let (status, body) = call(app(), "GET", "/nope", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error_code"], 40400);
+    let (status, body) = call(app(), "GET", "/info", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["KsqlServerInfo"]["serverStatus"], "RUNNING");
+}
