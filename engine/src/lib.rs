@@ -18,6 +18,7 @@ pub mod query;
 pub mod runtime;
 pub mod schema;
 pub mod topic;
+pub mod window;
 
 pub use datafusion;
 pub use error::{EngineError, Result};

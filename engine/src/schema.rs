@@ -235,6 +235,12 @@ impl LogicalSchema {
     /// columns, then the pseudo columns `ROWTIME`, `ROWPARTITION`,
     /// `ROWOFFSET`.
     pub fn arrow_schema(&self) -> SchemaRef {
+        self.batch_schema(false)
+    }
+
+    /// The Arrow schema of batches of this source; windowed ones also
+    /// carry `WINDOWSTART` and `WINDOWEND` after the pseudo columns.
+    pub fn batch_schema(&self, windowed: bool) -> SchemaRef {
         let mut fields: Vec<Field> = self
             .columns
             .iter()
@@ -243,6 +249,14 @@ impl LogicalSchema {
         fields.push(Field::new(ROWTIME, DataType::Int64, false));
         fields.push(Field::new(ROWPARTITION, DataType::Int32, false));
         fields.push(Field::new(ROWOFFSET, DataType::Int64, false));
+        if windowed {
+            fields.push(Field::new(
+                crate::window::WINDOWSTART,
+                DataType::Int64,
+                false,
+            ));
+            fields.push(Field::new(crate::window::WINDOWEND, DataType::Int64, false));
+        }
         Arc::new(Schema::new(fields))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sluice_engine::format::{Format, RecordCodec};
 use sluice_engine::schema::LogicalSchema;
+use sluice_engine::window::WindowType;
 
 use crate::parser::SourceKind;
 
@@ -21,6 +22,8 @@ pub struct DataSource {
     pub wrap_single_value: bool,
     /// Column whose value is the event time, instead of the record time.
     pub timestamp_column: Option<String>,
+    /// Set for windowed streams and tables: their keys carry windows.
+    pub window: Option<WindowType>,
     /// Declared with `CREATE SOURCE`: readable, never written by INSERT.
     pub read_only: bool,
     /// The statement that created it.

@@ -289,6 +289,10 @@ impl KsqlContext {
         check_formats(&schema, &key_format, &value_format)?;
         let timestamp_column = timestamp_column(props, &schema)?;
         let wrap_single_value = wrap_single_value(props, &schema, &value_format)?;
+        let window = declared_window(props)?;
+        if window.is_some() && schema.key_count() == 0 {
+            return statement_err!("Windowed sources require a key column.");
+        }
 
         let backend = self.runtime.backend();
         if backend.describe_topic(&topic).is_none() {
@@ -319,6 +323,7 @@ impl KsqlContext {
             value_format,
             wrap_single_value,
             timestamp_column,
+            window,
             read_only: create.read_only,
             sql: sql.to_string(),
         });
@@ -423,6 +428,7 @@ impl KsqlContext {
             value_format,
             wrap_single_value,
             timestamp_column: None,
+            window: planned.window,
             read_only: false,
             sql: sql.to_string(),
         };
@@ -470,12 +476,14 @@ impl KsqlContext {
                 codec: source.codec(),
                 is_table: source.kind == SourceKind::Table,
                 timestamp,
+                window: source.window,
             },
             operators,
             sink: SinkSpec {
                 topic: sink.topic.clone(),
                 schema: sink.schema.clone(),
                 codec: sink.codec(),
+                window: sink.window,
             },
         };
         let query = PersistentQuery::start(
@@ -927,4 +935,60 @@ fn wrap_single_value(
         }
         Some(other) => statement_err!("Invalid value for WRAP_SINGLE_VALUE: {}", other.as_text()),
     }
+}
+
+/// `WINDOW_TYPE` / `WINDOW_SIZE` of a source whose keys carry windows.
+fn declared_window(props: &WithProperties) -> Result<Option<sluice_engine::window::WindowType>> {
+    use sluice_engine::window::WindowType;
+    let Some(kind) = props.get("WINDOW_TYPE").map(PropertyValue::as_text) else {
+        if props.contains_key("WINDOW_SIZE") {
+            return statement_err!("'WINDOW_SIZE' requires 'WINDOW_TYPE'.");
+        }
+        return Ok(None);
+    };
+    let size = props.get("WINDOW_SIZE").map(PropertyValue::as_text);
+    let size_ms = match &size {
+        None => None,
+        Some(text) => Some(parse_window_size(text)?),
+    };
+    match (kind.to_uppercase().as_str(), size_ms) {
+        ("SESSION", None) => Ok(Some(WindowType::Session)),
+        ("SESSION", Some(_)) => {
+            statement_err!("'WINDOW_SIZE' should not be set for SESSION windows.")
+        }
+        ("TUMBLING", Some(size_ms)) => Ok(Some(WindowType::Tumbling { size_ms })),
+        ("HOPPING", Some(size_ms)) => Ok(Some(WindowType::Hopping {
+            size_ms,
+            advance_ms: size_ms,
+        })),
+        ("TUMBLING" | "HOPPING", None) => {
+            statement_err!(
+                "{kind} windows require 'WINDOW_SIZE' to be provided in the WITH clause."
+            )
+        }
+        _ => statement_err!("Unknown WINDOW_TYPE '{kind}': expected SESSION, HOPPING or TUMBLING."),
+    }
+}
+
+/// `'30 seconds'` in milliseconds.
+fn parse_window_size(text: &str) -> Result<i64> {
+    let invalid = || {
+        SqlError::Statement(format!(
+            "Invalid WINDOW_SIZE property : '{text}'. WINDOW_SIZE should be in the format '<number> <time unit>'."
+        ))
+    };
+    let mut parts = text.split_whitespace();
+    let (Some(amount), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid());
+    };
+    let amount: i64 = amount.parse().map_err(|_| invalid())?;
+    let factor = match unit.to_uppercase().trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1_000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return Err(invalid()),
+    };
+    amount.checked_mul(factor).ok_or_else(invalid)
 }

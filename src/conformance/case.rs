@@ -217,8 +217,20 @@ fn produce_input(ctx: &KsqlContext, topics: &EmbeddedTopics, input: &Value) -> R
     let (key, value) = match source_for_topic(ctx, topic) {
         Some(source) => {
             let codec = source.codec();
+            let mut key = encode(&key, &source.key_format, codec.key_columns(), true)?;
+            if let Some(window) = source.window {
+                let bound = |name: &str| {
+                    input
+                        .get("window")
+                        .and_then(|w| w.get(name))
+                        .and_then(Value::as_i64)
+                };
+                let start = bound("start").unwrap_or(0);
+                let end = bound("end").unwrap_or(start);
+                key = Some(window.encode_key(key.unwrap_or_default(), start, end));
+            }
             (
-                encode(&key, &source.key_format, codec.key_columns(), true)?,
+                key,
                 encode(&value, &source.value_format, codec.value_columns(), false)?,
             )
         }
@@ -292,27 +304,39 @@ fn check_outputs(
             .records(&topic)
             .map_err(|e| format!("output topic {topic}: {e}"))?;
         let source = source_for_topic(ctx, &topic);
-        let render = |r: &sluice_engine::topic::Record| -> (Value, Value) {
-            match &source {
-                Some(s) => {
-                    let codec = s.codec();
-                    (
-                        decode(r.key.as_deref(), &s.key_format, codec.key_columns()),
-                        decode(r.value.as_deref(), &s.value_format, codec.value_columns()),
-                    )
+        let render =
+            |r: &sluice_engine::topic::Record| -> (Value, Value, Option<(i64, i64, bool)>) {
+                match &source {
+                    Some(s) => {
+                        let codec = s.codec();
+                        let (key_bytes, window) = match (s.window, r.key.as_deref()) {
+                            (Some(w), Some(bytes)) => match w.decode_key(bytes) {
+                                Ok((key, start, end)) => {
+                                    (Some(key), Some((start, end, w.is_session())))
+                                }
+                                Err(_) => (Some(bytes), None),
+                            },
+                            (_, key) => (key, None),
+                        };
+                        (
+                            decode(key_bytes, &s.key_format, codec.key_columns()),
+                            decode(r.value.as_deref(), &s.value_format, codec.value_columns()),
+                            window,
+                        )
+                    }
+                    None => (
+                        r.key
+                            .as_deref()
+                            .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+                            .unwrap_or(Value::Null),
+                        r.value
+                            .as_deref()
+                            .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+                            .unwrap_or(Value::Null),
+                        None,
+                    ),
                 }
-                None => (
-                    r.key
-                        .as_deref()
-                        .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
-                        .unwrap_or(Value::Null),
-                    r.value
-                        .as_deref()
-                        .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
-                        .unwrap_or(Value::Null),
-                ),
-            }
-        };
+            };
         for (i, want) in expected.iter().enumerate() {
             let Some(got) = actual.get(i) else {
                 return Err(format!(
@@ -321,7 +345,21 @@ fn check_outputs(
                     actual.len()
                 ));
             };
-            let (key, value) = render(&got.record);
+            let (key, value, window) = render(&got.record);
+            if let Some(want_window) = want.get("window") {
+                let bound = |name: &str| want_window.get(name).and_then(Value::as_i64);
+                let session = want_window.get("type").and_then(Value::as_str) == Some("session");
+                let expected_window = (
+                    bound("start").unwrap_or(0),
+                    bound("end").unwrap_or(0),
+                    session,
+                );
+                if window != Some(expected_window) {
+                    return Err(format!(
+                        "topic {topic} record #{i}: window {window:?} instead of {expected_window:?}"
+                    ));
+                }
+            }
             let want_key = want.get("key").cloned().unwrap_or(Value::Null);
             if let Some(why) = mismatch(&want_key, &key) {
                 return Err(format!("topic {topic} record #{i} key: {why}"));
@@ -340,7 +378,7 @@ fn check_outputs(
             }
         }
         if actual.len() > expected.len() {
-            let (key, value) = render(&actual[expected.len()].record);
+            let (key, value, _) = render(&actual[expected.len()].record);
             return Err(format!(
                 "topic {topic}: expected {} records, got {}; first extra: key {key} value {value}",
                 expected.len(),

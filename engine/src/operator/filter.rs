@@ -25,7 +25,7 @@ pub struct Filter {
 }
 
 struct TableFilterState {
-    key_count: usize,
+    key_columns: Vec<usize>,
     converter: RowConverter,
     /// Keys whose current row passed the predicate.
     present: HashSet<OwnedRow>,
@@ -40,22 +40,29 @@ impl Filter {
         }
     }
 
-    /// The first `key_count` columns of the input are the table's key.
+    /// The first `key_count` columns of the input, and its window if it
+    /// has one, are the table's key.
     pub fn for_table(
         predicate: Arc<dyn PhysicalExpr>,
         schema: SchemaRef,
         key_count: usize,
     ) -> Result<Self> {
-        let fields = schema.fields()[..key_count]
+        let mut key_columns: Vec<usize> = (0..key_count).collect();
+        for name in [crate::window::WINDOWSTART, crate::window::WINDOWEND] {
+            if let Ok(i) = schema.index_of(name) {
+                key_columns.push(i);
+            }
+        }
+        let fields = key_columns
             .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
+            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
             .collect();
         let converter = RowConverter::new(fields)?;
         Ok(Filter {
             predicate,
             schema,
             table: Some(TableFilterState {
-                key_count,
+                key_columns,
                 converter,
                 present: HashSet::new(),
             }),
@@ -95,9 +102,13 @@ impl Operator for Filter {
             };
             return input.filter(&passed);
         };
-        let keys = table
-            .converter
-            .convert_columns(&input.data.columns()[..table.key_count])?;
+        let keys = table.converter.convert_columns(
+            &table
+                .key_columns
+                .iter()
+                .map(|i| input.data.column(*i).clone())
+                .collect::<Vec<_>>(),
+        )?;
         let mut keep = BooleanBuilder::with_capacity(input.num_rows());
         let mut tombstone = BooleanBuilder::with_capacity(input.num_rows());
         for row in 0..input.num_rows() {

@@ -3,9 +3,12 @@
 //! Every operator consumes and produces [`ChangeBatch`]es. One file per
 //! operator: [`filter`], [`projection`], [`group_aggregate`].
 
+pub mod accumulators;
 pub mod filter;
 pub mod group_aggregate;
 pub mod projection;
+pub mod session_window_aggregate;
+pub mod time_window_aggregate;
 
 use std::sync::Arc;
 

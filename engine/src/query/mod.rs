@@ -17,6 +17,7 @@ use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
 use crate::schema::LogicalSchema;
 use crate::topic::{TopicBackend, TopicConsumer};
+use crate::window::WindowType;
 
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct SourceSpec {
     /// streams carry it along as a row without value.
     pub is_table: bool,
     pub timestamp: TimestampSource,
+    /// Set for windowed sources: keys carry their window.
+    pub window: Option<WindowType>,
 }
 
 /// The sink side of a query: the operators' output schema must be the
@@ -46,6 +49,8 @@ pub struct SinkSpec {
     pub topic: String,
     pub schema: LogicalSchema,
     pub codec: RecordCodec,
+    /// Set for windowed results: keys are written with their window.
+    pub window: Option<WindowType>,
 }
 
 /// A planned query, ready to run.

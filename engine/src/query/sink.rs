@@ -10,6 +10,7 @@ use crate::operator::OperatorContext;
 use crate::processing_log::ProcessingErrorKind;
 use crate::schema::ROWTIME;
 use crate::topic::{Partitioning, Record, TopicBackend};
+use crate::window::{WINDOWEND, WINDOWSTART};
 
 /// Writes every row of `batch` to the sink topic; returns the count
 /// written. Rows that cannot be encoded are logged and skipped.
@@ -28,10 +29,28 @@ pub fn write(
         .column_by_name(ROWTIME)
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
         .ok_or_else(|| EngineError::Plan("sink input lacks ROWTIME".into()))?;
+    let window_column = |name: &str| {
+        data.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+    };
+    let windows = match (window_column(WINDOWSTART), window_column(WINDOWEND)) {
+        (Some(s), Some(e)) => Some((s, e)),
+        _ if spec.window.is_some() => {
+            return Err(EngineError::Plan(
+                "windowed sink input lacks its window".into(),
+            ));
+        }
+        _ => None,
+    };
     let mut records = Vec::with_capacity(data.num_rows());
     for row in 0..data.num_rows() {
         let key = match spec.codec.encode_key(keys, row) {
-            Ok(k) => k,
+            Ok(k) => match (&spec.window, &windows) {
+                (Some(w), Some((starts, ends))) => {
+                    Some(w.encode_key(k.unwrap_or_default(), starts.value(row), ends.value(row)))
+                }
+                _ => k,
+            },
             Err(e) => {
                 ctx.log_error(
                     ProcessingErrorKind::Serialization,

@@ -18,7 +18,7 @@ pub fn decode(
     records: &[ConsumedRecord],
     ctx: &OperatorContext,
 ) -> Result<ChangeBatch> {
-    let schema = spec.schema.arrow_schema();
+    let schema = spec.schema.batch_schema(spec.window.is_some());
     let width = spec.schema.columns().len();
     let mut columns: Vec<Vec<ScalarValue>> = (0..width)
         .map(|_| Vec::with_capacity(records.len()))
@@ -27,23 +27,37 @@ pub fn decode(
     let mut partitions = Vec::with_capacity(records.len());
     let mut offsets = Vec::with_capacity(records.len());
     let mut tombstones = Vec::with_capacity(records.len());
+    let mut window_starts = Vec::with_capacity(records.len());
+    let mut window_ends = Vec::with_capacity(records.len());
 
     for consumed in records {
         let record = &consumed.record;
-        let decoded = spec
-            .codec
-            .decode_key(record.key.as_deref())
-            .and_then(|mut row| {
-                match &record.value {
-                    Some(v) => row.extend(spec.codec.decode_value(v)?),
-                    None => {
-                        for c in spec.codec.value_columns() {
-                            row.push(ScalarValue::try_new_null(&c.sql_type.to_arrow())?);
-                        }
+        let (key_bytes, window) = match (&spec.window, record.key.as_deref()) {
+            (Some(w), Some(bytes)) => match w.decode_key(bytes) {
+                Ok((key, start, end)) => (Some(key), Some((start, end))),
+                Err(e) => {
+                    log_record(
+                        ctx,
+                        consumed,
+                        ProcessingErrorKind::Deserialization,
+                        e.to_string(),
+                    );
+                    continue;
+                }
+            },
+            (_, key) => (key, None),
+        };
+        let decoded = spec.codec.decode_key(key_bytes).and_then(|mut row| {
+            match &record.value {
+                Some(v) => row.extend(spec.codec.decode_value(v)?),
+                None => {
+                    for c in spec.codec.value_columns() {
+                        row.push(ScalarValue::try_new_null(&c.sql_type.to_arrow())?);
                     }
                 }
-                Ok(row)
-            });
+            }
+            Ok(row)
+        });
         let row = match decoded {
             Ok(row) => row,
             Err(e) => {
@@ -82,6 +96,9 @@ pub fn decode(
         partitions.push(consumed.partition);
         offsets.push(consumed.offset);
         tombstones.push(record.value.is_none());
+        let (start, end) = window.unwrap_or((0, 0));
+        window_starts.push(start);
+        window_ends.push(end);
     }
 
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width + 3);
@@ -95,6 +112,10 @@ pub fn decode(
     arrays.push(Arc::new(Int64Array::from(rowtimes)));
     arrays.push(Arc::new(Int32Array::from(partitions)));
     arrays.push(Arc::new(Int64Array::from(offsets)));
+    if spec.window.is_some() {
+        arrays.push(Arc::new(Int64Array::from(window_starts)));
+        arrays.push(Arc::new(Int64Array::from(window_ends)));
+    }
     let data = RecordBatch::try_new(schema, arrays)?;
     Ok(ChangeBatch::with_tombstones(
         data,

@@ -27,15 +27,18 @@ use sluice_engine::operator::Operator;
 use sluice_engine::operator::filter::Filter;
 use sluice_engine::operator::group_aggregate::GroupAggregate;
 use sluice_engine::operator::projection::Projection;
+use sluice_engine::operator::session_window_aggregate::SessionWindowAggregate;
+use sluice_engine::operator::time_window_aggregate::{EmitMode, TimeWindowAggregate, WindowTiming};
 use sluice_engine::schema::{
     Column, ColumnKind, LogicalSchema, PSEUDO_COLUMNS, ROWOFFSET, ROWPARTITION, ROWTIME, SqlType,
 };
+use sluice_engine::window::{DEFAULT_GRACE_MS, WINDOWEND, WINDOWSTART, WindowType};
 
 use self::expr::{ExprPlanner, Scope, ScopeColumn, derived_name, ksql_text};
 use crate::catalog::{Catalog, DataSource};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
-use crate::parser::{Query, SourceKind, normalize_ident};
+use crate::parser::{Emit, Query, SourceKind, WindowKind, WindowSpec, normalize_ident};
 use crate::{not_supported, statement_err};
 
 /// The result of planning a query.
@@ -45,6 +48,8 @@ pub struct PlannedQuery {
     /// Key and value columns of the result.
     pub schema: LogicalSchema,
     pub kind: SourceKind,
+    /// Set when the result is windowed (its keys carry windows).
+    pub window: Option<WindowType>,
 }
 
 /// What planning needs besides the query.
@@ -102,9 +107,6 @@ impl PlanContext<'_> {
         if !query.joins.is_empty() {
             return not_supported!("JOIN");
         }
-        if query.window.is_some() {
-            return not_supported!("WINDOW");
-        }
         if !query.partition_by.is_empty() {
             return not_supported!("PARTITION BY");
         }
@@ -118,6 +120,12 @@ impl PlanContext<'_> {
                     query.from.line, query.from.column, query.from.name
                 ))
             })?;
+        if let Some(spec) = &query.window {
+            validate_window(spec)?;
+        }
+        if source.kind == SourceKind::Table && source.window.is_some() {
+            return statement_err!("KSQL does not support persistent queries on windowed tables.");
+        }
         let scope = source_scope(&source, query.from.alias.as_deref())?;
         let items = expand_select(&query.select, &source, &scope)?;
 
@@ -154,23 +162,33 @@ impl PlanContext<'_> {
             let (ops, schema) =
                 self.plan_aggregate(query, &scope, &source, converted, table_keys)?;
             operators.extend(ops);
+            let window = query.window.as_ref().map(window_type).or(source.window);
             return Ok(PlannedQuery {
                 source,
                 operators,
                 schema,
                 kind: SourceKind::Table,
+                window,
             });
         }
         if query.having.is_some() {
             return statement_err!("HAVING requires GROUP BY");
         }
+        if query.window.is_some() {
+            return statement_err!("WINDOW clause requires a GROUP BY clause.");
+        }
+        if query.emit == Some(Emit::Final) {
+            return statement_err!("EMIT FINAL is only supported for windowed aggregations.");
+        }
         let (columns, _) = self.name_columns(&converted, &scope, &source, sink_name)?;
-        let schema = self.finish_projection(columns, &scope, &mut operators)?;
+        let schema =
+            self.finish_projection(columns, &scope, &mut operators, source.window.is_some())?;
         Ok(PlannedQuery {
             source: source.clone(),
             operators,
             schema,
             kind: source.kind,
+            window: source.window,
         })
     }
 
@@ -276,6 +294,7 @@ impl PlanContext<'_> {
         mut columns: Vec<OutputColumn>,
         scope: &Scope,
         operators: &mut Vec<Box<dyn Operator>>,
+        windowed: bool,
     ) -> Result<LogicalSchema> {
         columns.sort_by_key(|c| c.kind == ColumnKind::Value);
         if !columns.iter().any(|c| c.kind == ColumnKind::Value) {
@@ -287,6 +306,12 @@ impl PlanContext<'_> {
         for c in &columns {
             let data_type = c.expr.get_type(&scope.df)?;
             let sql_type = SqlType::from_arrow(&data_type)?;
+            if RESERVED_NAMES.contains(&c.name.as_str()) {
+                return statement_err!(
+                    "Reserved column name in select: `{}`. Please remove or alias the column.",
+                    c.name
+                );
+            }
             if seen.insert(c.name.clone(), ()).is_some() {
                 return statement_err!(
                     "Duplicate value columns found in schema: `{}` {}",
@@ -305,7 +330,15 @@ impl PlanContext<'_> {
         for pseudo in PSEUDO_COLUMNS {
             exprs.push(self.physical(Expr::Column(DfColumn::from_name(pseudo)), scope)?);
         }
-        operators.push(Box::new(Projection::new(exprs, schema.arrow_schema())));
+        if windowed {
+            for bound in [WINDOWSTART, WINDOWEND] {
+                exprs.push(self.physical(Expr::Column(DfColumn::from_name(bound)), scope)?);
+            }
+        }
+        operators.push(Box::new(Projection::new(
+            exprs,
+            schema.batch_schema(windowed),
+        )));
         Ok(schema)
     }
 
@@ -445,7 +478,14 @@ impl PlanContext<'_> {
         agg_fields.push(Field::new(ROWTIME, DataType::Int64, false));
         agg_fields.push(Field::new(ROWPARTITION, DataType::Int32, false));
         agg_fields.push(Field::new(ROWOFFSET, DataType::Int64, false));
-        for pseudo in PSEUDO_COLUMNS {
+        let windowed = query.window.is_some();
+        let mut pseudo_columns: Vec<&str> = PSEUDO_COLUMNS.to_vec();
+        if windowed {
+            agg_fields.push(Field::new(WINDOWSTART, DataType::Int64, false));
+            agg_fields.push(Field::new(WINDOWEND, DataType::Int64, false));
+            pseudo_columns.extend([WINDOWSTART, WINDOWEND]);
+        }
+        for pseudo in pseudo_columns {
             agg_columns.push(ScopeColumn {
                 qualifier: None,
                 name: pseudo.into(),
@@ -459,13 +499,54 @@ impl PlanContext<'_> {
             .iter()
             .map(|g| self.physical(g.clone(), scope))
             .collect::<Result<Vec<_>>>()?;
-        let mut operators: Vec<Box<dyn Operator>> = vec![Box::new(GroupAggregate::new(
-            group_physical,
-            physical_aggs,
-            &scope.arrow,
-            table_keys,
-            agg_schema.clone(),
-        )?)];
+        let aggregate: Box<dyn Operator> = match &query.window {
+            None => {
+                if query.emit == Some(Emit::Final) {
+                    return statement_err!(
+                        "EMIT FINAL is only supported for windowed aggregations."
+                    );
+                }
+                Box::new(GroupAggregate::new(
+                    group_physical,
+                    physical_aggs,
+                    &scope.arrow,
+                    table_keys,
+                    agg_schema.clone(),
+                )?)
+            }
+            Some(spec) => {
+                if table_keys.is_some() {
+                    return statement_err!(
+                        "KSQL does not support windowing of table aggregations."
+                    );
+                }
+                let timing = window_timing(spec, query.emit);
+                match window_type(spec) {
+                    WindowType::Session => {
+                        let WindowKind::Session { gap_ms } = spec.kind else {
+                            return statement_err!("session window without gap");
+                        };
+                        Box::new(SessionWindowAggregate::new(
+                            to_ms(gap_ms),
+                            timing,
+                            group_physical,
+                            physical_aggs,
+                            &scope.arrow,
+                            agg_schema.clone(),
+                        )?)
+                    }
+                    time => Box::new(TimeWindowAggregate::new(
+                        time,
+                        timing,
+                        group_physical,
+                        physical_aggs,
+                        &scope.arrow,
+                        agg_schema.clone(),
+                    )?),
+                }
+            }
+        };
+        let mut operators: Vec<Box<dyn Operator>> = vec![aggregate];
 
         // Rewrites an expression over the source into one over the
         // aggregate output; fails if a bare source column is left.
@@ -582,10 +663,13 @@ impl PlanContext<'_> {
         }
         columns.extend(value_columns);
         let _ = source;
-        let schema = self.finish_projection(columns, &agg_scope, &mut operators)?;
+        let schema = self.finish_projection(columns, &agg_scope, &mut operators, windowed)?;
         Ok((operators, schema))
     }
 }
+
+/// Pseudo columns: readable in queries, never the name of a result column.
+const RESERVED_NAMES: [&str; 5] = [ROWTIME, ROWPARTITION, ROWOFFSET, WINDOWSTART, WINDOWEND];
 
 fn col(name: &str) -> Expr {
     Expr::Column(DfColumn::from_name(name))
@@ -653,15 +737,19 @@ pub fn source_scope(source: &DataSource, alias: Option<&str>) -> Result<Scope> {
             kind: Some(c.kind),
         })
         .collect();
-    for pseudo in PSEUDO_COLUMNS {
+    let mut pseudo: Vec<&str> = PSEUDO_COLUMNS.to_vec();
+    if source.window.is_some() {
+        pseudo.extend([WINDOWSTART, WINDOWEND]);
+    }
+    for name in pseudo {
         columns.push(ScopeColumn {
             qualifier: Some(qualifier.clone()),
-            name: pseudo.into(),
-            field: pseudo.into(),
+            name: name.into(),
+            field: name.into(),
             kind: None,
         });
     }
-    Scope::new(columns, source.schema.arrow_schema())
+    Scope::new(columns, source.schema.batch_schema(source.window.is_some()))
 }
 
 /// Expands `*` and `alias.*` into the source's key and value columns.
@@ -741,5 +829,77 @@ fn join_and(items: &[String]) -> String {
         [] => String::new(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {}", init.join(", "), last),
+    }
+}
+
+fn to_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// The engine's window type of a `WINDOW` clause.
+pub fn window_type(spec: &WindowSpec) -> WindowType {
+    match spec.kind {
+        WindowKind::Tumbling { size_ms } => WindowType::Tumbling {
+            size_ms: to_ms(size_ms),
+        },
+        WindowKind::Hopping {
+            size_ms,
+            advance_ms,
+        } => WindowType::Hopping {
+            size_ms: to_ms(size_ms),
+            advance_ms: to_ms(advance_ms),
+        },
+        WindowKind::Session { .. } => WindowType::Session,
+    }
+}
+
+/// Grace, retention and emission of a `WINDOW` clause, with ksqlDB's
+/// defaults: 24 hours of grace (none under EMIT FINAL), and retention at
+/// least long enough to cover the window and its grace.
+fn window_timing(spec: &WindowSpec, emit: Option<Emit>) -> WindowTiming {
+    let emit = if emit == Some(Emit::Final) {
+        EmitMode::Final
+    } else {
+        EmitMode::Changes
+    };
+    let grace_ms = match spec.grace_ms {
+        Some(g) => to_ms(g),
+        None if emit == EmitMode::Final => 0,
+        None => DEFAULT_GRACE_MS,
+    };
+    let span = match spec.kind {
+        WindowKind::Tumbling { size_ms } | WindowKind::Hopping { size_ms, .. } => to_ms(size_ms),
+        WindowKind::Session { gap_ms } => to_ms(gap_ms),
+    };
+    let retention_ms = spec
+        .retention_ms
+        .map(to_ms)
+        .unwrap_or(0)
+        .max(span.saturating_add(grace_ms));
+    WindowTiming {
+        grace_ms,
+        retention_ms,
+        emit,
+    }
+}
+
+fn validate_window(spec: &WindowSpec) -> Result<()> {
+    match spec.kind {
+        WindowKind::Tumbling { size_ms: 0 } | WindowKind::Hopping { size_ms: 0, .. } => {
+            statement_err!("Window size must be greater than zero.")
+        }
+        WindowKind::Hopping { advance_ms: 0, .. } => {
+            statement_err!("Window advance must be greater than zero.")
+        }
+        WindowKind::Hopping {
+            size_ms,
+            advance_ms,
+        } if advance_ms > size_ms => statement_err!(
+            "Window advance ({advance_ms} ms) must not be larger than the window size ({size_ms} ms)."
+        ),
+        WindowKind::Session { gap_ms: 0 } => {
+            statement_err!("Session gap must be greater than zero.")
+        }
+        _ => Ok(()),
     }
 }

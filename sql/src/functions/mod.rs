@@ -5,6 +5,10 @@
 //! built-in serves under the ksqlDB name (`UCASE` is `upper`). Functions
 //! whose ksqlDB semantics differ get their own UDFs (the function-library
 //! work); until then they are absent rather than subtly wrong.
+//! ksqlDB-only aggregates are UDAFs on DataFusion's accumulator traits, one
+//! file each ([`topk`]).
+
+pub mod topk;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,7 +85,7 @@ impl FunctionRegistry {
             .filter_map(|(ksql, df)| internal.get(*df).map(|f| (ksql.to_string(), f.clone())))
             .collect();
         let aggregate_functions = state.aggregate_functions();
-        let aggregates = AGGREGATE_ALIASES
+        let mut aggregates: BTreeMap<String, Arc<AggregateUDF>> = AGGREGATE_ALIASES
             .iter()
             .filter_map(|(ksql, df)| {
                 aggregate_functions
@@ -89,6 +93,10 @@ impl FunctionRegistry {
                     .map(|f| (ksql.to_string(), f.clone()))
             })
             .collect();
+        for distinct in [false, true] {
+            let udaf = AggregateUDF::from(topk::TopK::new(distinct));
+            aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
+        }
         FunctionRegistry {
             scalars,
             aggregates,

@@ -1,0 +1,218 @@
+//! [`SessionWindowAggregate`]: `GROUP BY` over SESSION windows.
+//!
+//! A session is a run of records of one key with gaps shorter than the
+//! inactivity gap. A record that bridges sessions merges them: each
+//! replaced session is retracted with a tombstone and the merged session
+//! emitted, as Kafka Streams does. Session updates carry the session's end
+//! as their timestamp.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output};
+use super::time_window_aggregate::{EmitMode, WindowTiming};
+use super::{Operator, OperatorContext};
+use crate::batch::ChangeBatch;
+use crate::error::Result;
+use crate::processing_log::ProcessingErrorKind;
+
+struct Session {
+    end: i64,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    partition: i32,
+    offset: i64,
+}
+
+pub struct SessionWindowAggregate {
+    gap_ms: i64,
+    timing: WindowTiming,
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggregates: AggregateSet,
+    output_schema: SchemaRef,
+    converter: RowConverter,
+    /// Per key: its key values and its sessions by start.
+    sessions: HashMap<OwnedRow, (Vec<ScalarValue>, BTreeMap<i64, Session>)>,
+    stream_time: i64,
+    late_records: u64,
+}
+
+impl SessionWindowAggregate {
+    pub fn new(
+        gap_ms: i64,
+        timing: WindowTiming,
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        input_schema: &SchemaRef,
+        output_schema: SchemaRef,
+    ) -> Result<Self> {
+        let fields = group_exprs
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SessionWindowAggregate {
+            gap_ms,
+            timing,
+            group_exprs,
+            aggregates: AggregateSet { aggregates },
+            output_schema,
+            converter: RowConverter::new(fields)?,
+            sessions: HashMap::new(),
+            stream_time: i64::MIN,
+            late_records: 0,
+        })
+    }
+
+    /// Sessions end for good once no record could still extend them.
+    fn close_time(&self) -> i64 {
+        self.stream_time
+            .saturating_sub(self.timing.grace_ms)
+            .saturating_sub(self.gap_ms)
+    }
+
+    /// Emits closed sessions (EMIT FINAL) and forgets expired ones.
+    fn close_and_expire(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
+        let close_time = self.close_time();
+        let expire_before = self.stream_time.saturating_sub(self.timing.retention_ms);
+        let finalize = self.timing.emit == EmitMode::Final;
+        let mut closed: Vec<(i64, i64, Vec<ScalarValue>, Session)> = Vec::new();
+        for (key_values, sessions) in self.sessions.values_mut() {
+            let done: Vec<i64> = sessions
+                .iter()
+                .filter(|(_, s)| s.end < close_time && (finalize || s.end < expire_before))
+                .map(|(start, _)| *start)
+                .collect();
+            for start in done {
+                if let Some(session) = sessions.remove(&start) {
+                    closed.push((session.end, start, key_values.clone(), session));
+                }
+            }
+        }
+        self.sessions.retain(|_, (_, s)| !s.is_empty());
+        if finalize {
+            closed.sort_by_key(|(end, start, _, _)| (*end, *start));
+            for (end, start, key, mut session) in closed {
+                out.push(EmittedRow {
+                    key,
+                    values: Some(AggregateSet::evaluate(&mut session.accumulators)?),
+                    rowtime: end,
+                    partition: session.partition,
+                    offset: session.offset,
+                    window: Some((start, end)),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for SessionWindowAggregate {
+    fn name(&self) -> &'static str {
+        "SessionWindowAggregate"
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    fn process(&mut self, input: ChangeBatch, ctx: &OperatorContext) -> Result<ChangeBatch> {
+        let evaluated = EvaluatedInput::new(
+            &input.data,
+            &self.group_exprs,
+            &self.aggregates,
+            &self.converter,
+            ctx,
+        )?;
+        let mut out = Vec::new();
+        for row in 0..input.num_rows() {
+            if input.is_tombstone(row) {
+                continue;
+            }
+            if evaluated.has_null_key(row) {
+                ctx.log_error(
+                    ProcessingErrorKind::Dropped,
+                    "Record dropped: a GROUP BY expression evaluated to null".into(),
+                );
+                continue;
+            }
+            let ts = evaluated.rowtimes.value(row);
+            self.stream_time = self.stream_time.max(ts);
+            let close_time = self.close_time();
+            let key = evaluated.group_rows.row(row).owned();
+            if !self.sessions.contains_key(&key) {
+                self.sessions
+                    .insert(key.clone(), (evaluated.key_values(row)?, BTreeMap::new()));
+            }
+            let gap = self.gap_ms;
+            let Some((key_values, sessions)) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let overlapping: Vec<i64> = sessions
+                .range(..=ts.saturating_add(gap))
+                .filter(|(_, s)| s.end >= ts.saturating_sub(gap))
+                .map(|(start, _)| *start)
+                .collect();
+            let merged_start = overlapping.first().map_or(ts, |s| (*s).min(ts));
+            let merged_end = overlapping
+                .iter()
+                .filter_map(|s| sessions.get(s))
+                .map(|s| s.end)
+                .fold(ts, i64::max);
+            if merged_end < close_time {
+                self.late_records += 1;
+                ctx.log_error(
+                    ProcessingErrorKind::Dropped,
+                    format!("Record dropped: session [{merged_start}, {merged_end}] closed (stream time {})", self.stream_time),
+                );
+                continue;
+            }
+            let mut accumulators = self.aggregates.new_accumulators(false)?;
+            for start in &overlapping {
+                if let Some(mut old) = sessions.remove(start) {
+                    AggregateSet::merge(&mut accumulators, &mut old.accumulators)?;
+                    if self.timing.emit == EmitMode::Changes {
+                        out.push(EmittedRow {
+                            key: key_values.clone(),
+                            values: None,
+                            rowtime: old.end,
+                            partition: old.partition,
+                            offset: old.offset,
+                            window: Some((*start, old.end)),
+                        });
+                    }
+                }
+            }
+            AggregateSet::update(&mut accumulators, &evaluated.args, row)?;
+            let mut session = Session {
+                end: merged_end,
+                accumulators,
+                partition: evaluated.partitions.value(row),
+                offset: evaluated.offsets.value(row),
+            };
+            if self.timing.emit == EmitMode::Changes {
+                out.push(EmittedRow {
+                    key: key_values.clone(),
+                    values: Some(AggregateSet::evaluate(&mut session.accumulators)?),
+                    rowtime: merged_end,
+                    partition: session.partition,
+                    offset: session.offset,
+                    window: Some((merged_start, merged_end)),
+                });
+            }
+            sessions.insert(merged_start, session);
+            self.close_and_expire(&mut out)?;
+        }
+        build_output(
+            &self.output_schema,
+            self.group_exprs.len(),
+            self.aggregates.aggregates.len(),
+            out,
+        )
+    }
+}

@@ -1,0 +1,230 @@
+//! [`TimeWindowAggregate`]: `GROUP BY` over TUMBLING and HOPPING windows.
+//!
+//! Each record is added to every window it falls in. Stream time is the
+//! largest record time seen; a window takes records until its end plus the
+//! grace period has passed, later ones are dropped and logged. With
+//! `EMIT CHANGES` every update is emitted; with `EMIT FINAL` a window is
+//! emitted once, when it closes. Windows are forgotten once they are older
+//! than the retention, so state is bounded by retention, not by history.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output};
+use super::{Operator, OperatorContext};
+use crate::batch::ChangeBatch;
+use crate::error::{EngineError, Result};
+use crate::processing_log::ProcessingErrorKind;
+use crate::window::WindowType;
+
+/// When a windowed aggregate emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// Every change, as it happens.
+    Changes,
+    /// Once per window, when it closes.
+    Final,
+}
+
+/// Timing of a windowed aggregation, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowTiming {
+    pub grace_ms: i64,
+    pub retention_ms: i64,
+    pub emit: EmitMode,
+}
+
+struct WindowState {
+    key: Vec<ScalarValue>,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    rowtime: i64,
+    partition: i32,
+    offset: i64,
+}
+
+pub struct TimeWindowAggregate {
+    window: WindowType,
+    size_ms: i64,
+    timing: WindowTiming,
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggregates: AggregateSet,
+    output_schema: SchemaRef,
+    converter: RowConverter,
+    windows: HashMap<(OwnedRow, i64), WindowState>,
+    /// (end, start, key) of every live window, for closing and expiry.
+    by_end: BTreeSet<(i64, i64, OwnedRow)>,
+    stream_time: i64,
+    late_records: u64,
+}
+
+impl TimeWindowAggregate {
+    pub fn new(
+        window: WindowType,
+        timing: WindowTiming,
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        input_schema: &SchemaRef,
+        output_schema: SchemaRef,
+    ) -> Result<Self> {
+        let size_ms = match window {
+            WindowType::Tumbling { size_ms } | WindowType::Hopping { size_ms, .. } => size_ms,
+            WindowType::Session => {
+                return Err(EngineError::Plan(
+                    "session windows need SessionWindowAggregate".into(),
+                ));
+            }
+        };
+        let fields = group_exprs
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TimeWindowAggregate {
+            window,
+            size_ms,
+            timing,
+            group_exprs,
+            aggregates: AggregateSet { aggregates },
+            output_schema,
+            converter: RowConverter::new(fields)?,
+            windows: HashMap::new(),
+            by_end: BTreeSet::new(),
+            stream_time: i64::MIN,
+            late_records: 0,
+        })
+    }
+
+    /// Windows held in state now.
+    pub fn live_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Records dropped for arriving after their window closed.
+    pub fn late_records(&self) -> u64 {
+        self.late_records
+    }
+
+    fn emit(&self, state: &mut WindowState, start: i64) -> Result<EmittedRow> {
+        Ok(EmittedRow {
+            key: state.key.clone(),
+            values: Some(AggregateSet::evaluate(&mut state.accumulators)?),
+            rowtime: state.rowtime,
+            partition: state.partition,
+            offset: state.offset,
+            window: Some((start, start + self.size_ms)),
+        })
+    }
+
+    /// Forgets windows older than the retention, then (EMIT FINAL) emits
+    /// the windows that closed. As in Kafka Streams' emit-on-close, a
+    /// window that left the retention before it could be emitted is never
+    /// emitted: retention is at least size plus grace, so that only happens
+    /// when stream time jumps.
+    fn close_and_expire(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
+        let close_before = self.stream_time.saturating_sub(self.timing.grace_ms);
+        let expire_before = self.stream_time.saturating_sub(self.timing.retention_ms);
+        let finalize = self.timing.emit == EmitMode::Final;
+        while let Some(&(end, start, _)) = self.by_end.first() {
+            let expired = start < expire_before;
+            let closed = end <= close_before;
+            let due = expired || (finalize && closed);
+            if !due {
+                break;
+            }
+            let Some((_, start, key)) = self.by_end.pop_first() else {
+                break;
+            };
+            if let Some(mut state) = self.windows.remove(&(key, start))
+                && !expired
+            {
+                out.push(self.emit(&mut state, start)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for TimeWindowAggregate {
+    fn name(&self) -> &'static str {
+        "TimeWindowAggregate"
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    fn process(&mut self, input: ChangeBatch, ctx: &OperatorContext) -> Result<ChangeBatch> {
+        let n = input.num_rows();
+        let evaluated = EvaluatedInput::new(
+            &input.data,
+            &self.group_exprs,
+            &self.aggregates,
+            &self.converter,
+            ctx,
+        )?;
+        let mut out = Vec::new();
+        for row in 0..n {
+            if input.is_tombstone(row) {
+                continue;
+            }
+            if evaluated.has_null_key(row) {
+                ctx.log_error(
+                    ProcessingErrorKind::Dropped,
+                    "Record dropped: a GROUP BY expression evaluated to null".into(),
+                );
+                continue;
+            }
+            let rowtime = evaluated.rowtimes.value(row);
+            self.stream_time = self.stream_time.max(rowtime);
+            let close_before = self.stream_time.saturating_sub(self.timing.grace_ms);
+            let key = evaluated.group_rows.row(row).owned();
+            for start in self.window.windows_for(rowtime) {
+                let end = start + self.size_ms;
+                if end <= close_before {
+                    self.late_records += 1;
+                    ctx.log_error(
+                        ProcessingErrorKind::Dropped,
+                        format!("Record dropped: window [{start}, {end}) closed (record time {rowtime}, stream time {})", self.stream_time),
+                    );
+                    continue;
+                }
+                let slot = (key.clone(), start);
+                if !self.windows.contains_key(&slot) {
+                    let state = WindowState {
+                        key: evaluated.key_values(row)?,
+                        accumulators: self.aggregates.new_accumulators(false)?,
+                        rowtime,
+                        partition: evaluated.partitions.value(row),
+                        offset: evaluated.offsets.value(row),
+                    };
+                    self.windows.insert(slot.clone(), state);
+                    self.by_end.insert((end, start, key.clone()));
+                }
+                let Some(mut state) = self.windows.remove(&slot) else {
+                    continue;
+                };
+                AggregateSet::update(&mut state.accumulators, &evaluated.args, row)?;
+                state.rowtime = state.rowtime.max(rowtime);
+                state.partition = evaluated.partitions.value(row);
+                state.offset = evaluated.offsets.value(row);
+                if self.timing.emit == EmitMode::Changes {
+                    out.push(self.emit(&mut state, start)?);
+                }
+                self.windows.insert(slot, state);
+            }
+            self.close_and_expire(&mut out)?;
+        }
+        build_output(
+            &self.output_schema,
+            self.group_exprs.len(),
+            self.aggregates.aggregates.len(),
+            out,
+        )
+    }
+}
