@@ -117,11 +117,23 @@ fn run_file(sql_path: &Path) -> String {
     sinks.dedup();
     for topic in sinks {
         writeln!(out, "topic {topic}:").unwrap();
+        let window = ctx
+            .sources()
+            .into_iter()
+            .find(|s| s.topic == topic)
+            .and_then(|s| s.window);
         for r in topics.records(&topic).expect("sink topic exists") {
+            let key = match (window, r.record.key.as_deref()) {
+                (Some(w), Some(bytes)) => match w.decode_key(bytes) {
+                    Ok((key, start, end)) => format!("{}@[{start},{end}]", text(Some(key))),
+                    Err(e) => format!("bad windowed key: {e}"),
+                },
+                (_, key) => text(key),
+            };
             writeln!(
                 out,
                 "  key={} value={} ts={}",
-                text(r.record.key.as_deref()),
+                key,
                 text(r.record.value.as_deref()),
                 r.record.timestamp
             )

@@ -67,6 +67,15 @@ impl Runtime {
             .collect()
     }
 
+    /// Rows of operator state held by each query, by id.
+    pub fn state_rows(&self) -> Vec<(String, usize)> {
+        self.queries
+            .lock()
+            .iter()
+            .map(|q| (q.id().to_string(), q.state_rows()))
+            .collect()
+    }
+
     /// One pass over all queries; returns the records consumed.
     pub fn step(&self) -> usize {
         let mut queries = self.queries.lock();

@@ -185,6 +185,10 @@ impl Operator for GroupAggregate {
         "GroupAggregate"
     }
 
+    fn state_rows(&self) -> usize {
+        self.groups.len() + self.current.len()
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
     }

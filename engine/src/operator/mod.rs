@@ -48,6 +48,11 @@ pub trait Operator: Send {
     fn name(&self) -> &'static str;
     fn output_schema(&self) -> SchemaRef;
     fn process(&mut self, input: ChangeBatch, ctx: &OperatorContext) -> Result<ChangeBatch>;
+    /// Rows of state the operator holds (groups, windows, sessions); 0 for
+    /// stateless operators.
+    fn state_rows(&self) -> usize {
+        0
+    }
 }
 
 /// Evaluates `expr` over the whole batch; if that fails, row by row, so one

@@ -117,6 +117,10 @@ impl Operator for SessionWindowAggregate {
         "SessionWindowAggregate"
     }
 
+    fn state_rows(&self) -> usize {
+        self.sessions.values().map(|(_, s)| s.len()).sum()
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
     }

@@ -7,7 +7,7 @@
 //! emitted once, when it closes. Windows are forgotten once they are older
 //! than the retention, so state is bounded by retention, not by history.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -155,6 +155,10 @@ impl Operator for TimeWindowAggregate {
         "TimeWindowAggregate"
     }
 
+    fn state_rows(&self) -> usize {
+        self.windows.len()
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
     }
@@ -169,6 +173,11 @@ impl Operator for TimeWindowAggregate {
             ctx,
         )?;
         let mut out = Vec::new();
+        // Windows changed by this batch, in first-change order: each is
+        // emitted once, after the batch (one record per batch is ksqlDB's
+        // per-record output; larger batches coalesce like its record cache).
+        let mut changed: Vec<(OwnedRow, i64)> = Vec::new();
+        let mut changed_set: HashSet<(OwnedRow, i64)> = HashSet::new();
         for row in 0..n {
             if input.is_tombstone(row) {
                 continue;
@@ -213,12 +222,19 @@ impl Operator for TimeWindowAggregate {
                 state.rowtime = state.rowtime.max(rowtime);
                 state.partition = evaluated.partitions.value(row);
                 state.offset = evaluated.offsets.value(row);
-                if self.timing.emit == EmitMode::Changes {
-                    out.push(self.emit(&mut state, start)?);
+                if self.timing.emit == EmitMode::Changes && changed_set.insert(slot.clone()) {
+                    changed.push(slot.clone());
                 }
                 self.windows.insert(slot, state);
             }
             self.close_and_expire(&mut out)?;
+        }
+        for slot in changed {
+            // A window that expired within the batch has nothing to say.
+            if let Some(mut state) = self.windows.remove(&slot) {
+                out.push(self.emit(&mut state, slot.1)?);
+                self.windows.insert(slot, state);
+            }
         }
         build_output(
             &self.output_schema,

@@ -120,6 +120,11 @@ impl PersistentQuery {
         &self.state
     }
 
+    /// Rows of operator state the query holds.
+    pub fn state_rows(&self) -> usize {
+        self.plan.operators.iter().map(|op| op.state_rows()).sum()
+    }
+
     /// Processes up to `max_records` available records; returns how many
     /// were consumed (0 when caught up or stopped by an error).
     pub fn poll_once(&mut self, max_records: usize) -> usize {

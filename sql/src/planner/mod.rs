@@ -126,7 +126,12 @@ impl PlanContext<'_> {
         if source.kind == SourceKind::Table && source.window.is_some() {
             return statement_err!("KSQL does not support persistent queries on windowed tables.");
         }
-        let scope = source_scope(&source, query.from.alias.as_deref())?;
+        let mut scope = source_scope(&source, query.from.alias.as_deref())?;
+        if query.window.is_some() && source.window.is_none() {
+            // The window bounds of a windowed aggregation are readable in its
+            // SELECT; they come from the aggregate, not from the input.
+            scope = with_window_bounds(scope, query.from.alias.as_deref().unwrap_or(&source.name))?;
+        }
         let items = expand_select(&query.select, &source, &scope)?;
 
         let select_planner = ExprPlanner {
@@ -520,7 +525,7 @@ impl PlanContext<'_> {
                         "KSQL does not support windowing of table aggregations."
                     );
                 }
-                let timing = window_timing(spec, query.emit);
+                let timing = window_timing(spec, query.emit)?;
                 match window_type(spec) {
                     WindowType::Session => {
                         let WindowKind::Session { gap_ms } = spec.kind else {
@@ -585,9 +590,11 @@ impl PlanContext<'_> {
             Ok(rewritten)
         };
         let leftover = |e: &Expr| -> bool {
-            e.column_refs()
-                .iter()
-                .any(|c| !c.name.starts_with("KSQL_GB_") && !c.name.starts_with("KSQL_AGG_"))
+            e.column_refs().iter().any(|c| {
+                !c.name.starts_with("KSQL_GB_")
+                    && !c.name.starts_with("KSQL_AGG_")
+                    && !(windowed && (c.name == WINDOWSTART || c.name == WINDOWEND))
+            })
         };
 
         if let Some((h, sql)) = &having {
@@ -752,6 +759,28 @@ pub fn source_scope(source: &DataSource, alias: Option<&str>) -> Result<Scope> {
     Scope::new(columns, source.schema.batch_schema(source.window.is_some()))
 }
 
+/// Adds `WINDOWSTART` and `WINDOWEND` to a scope, after its columns so
+/// that the positions of real input columns do not move.
+fn with_window_bounds(scope: Scope, qualifier: &str) -> Result<Scope> {
+    let mut columns = scope.columns;
+    let mut fields: Vec<Field> = scope
+        .arrow
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for bound in [WINDOWSTART, WINDOWEND] {
+        columns.push(ScopeColumn {
+            qualifier: Some(qualifier.to_string()),
+            name: bound.into(),
+            field: bound.into(),
+            kind: None,
+        });
+        fields.push(Field::new(bound, DataType::Int64, false));
+    }
+    Scope::new(columns, Arc::new(Schema::new(fields)))
+}
+
 /// Expands `*` and `alias.*` into the source's key and value columns.
 fn expand_select(
     items: &[SelectItem],
@@ -855,32 +884,38 @@ pub fn window_type(spec: &WindowSpec) -> WindowType {
 
 /// Grace, retention and emission of a `WINDOW` clause, with ksqlDB's
 /// defaults: 24 hours of grace (none under EMIT FINAL), and retention at
-/// least long enough to cover the window and its grace.
-fn window_timing(spec: &WindowSpec, emit: Option<Emit>) -> WindowTiming {
+/// least long enough to cover the window and its grace. A retention given
+/// without a grace period caps the default grace to fit in it.
+fn window_timing(spec: &WindowSpec, emit: Option<Emit>) -> Result<WindowTiming> {
     let emit = if emit == Some(Emit::Final) {
         EmitMode::Final
     } else {
         EmitMode::Changes
     };
-    let grace_ms = match spec.grace_ms {
-        Some(g) => to_ms(g),
-        None if emit == EmitMode::Final => 0,
-        None => DEFAULT_GRACE_MS,
-    };
     let span = match spec.kind {
         WindowKind::Tumbling { size_ms } | WindowKind::Hopping { size_ms, .. } => to_ms(size_ms),
         WindowKind::Session { gap_ms } => to_ms(gap_ms),
     };
-    let retention_ms = spec
-        .retention_ms
-        .map(to_ms)
-        .unwrap_or(0)
-        .max(span.saturating_add(grace_ms));
-    WindowTiming {
+    let retention = spec.retention_ms.map(to_ms);
+    let grace_ms = match (spec.grace_ms, retention) {
+        (Some(g), _) => to_ms(g),
+        (None, _) if emit == EmitMode::Final => 0,
+        (None, Some(r)) => DEFAULT_GRACE_MS.min((r - span).max(0)),
+        (None, None) => DEFAULT_GRACE_MS,
+    };
+    if let Some(r) = retention
+        && r < span.saturating_add(grace_ms)
+    {
+        return statement_err!(
+            "The retention period of a window must be no smaller than its size plus the grace period. Got size={span} ms, grace={grace_ms} ms, retention={r} ms."
+        );
+    }
+    let retention_ms = retention.unwrap_or(0).max(span.saturating_add(grace_ms));
+    Ok(WindowTiming {
         grace_ms,
         retention_ms,
         emit,
-    }
+    })
 }
 
 fn validate_window(spec: &WindowSpec) -> Result<()> {
