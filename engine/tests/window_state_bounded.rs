@@ -121,6 +121,7 @@ fn two_hours_of_events_keep_only_the_retained_windows() {
         "{most_live} live windows"
     );
     assert!(op.live_windows() <= (KEYS * 12) as usize);
+    assert!(op.live_groups() <= KEYS as usize);
     // 120 minutes of windows were created and all but the retained ones freed.
     assert_eq!(latest.len() as i64, KEYS * (EVENT_TIME_MS / MINUTE));
     // Nothing was lost or counted twice.

@@ -7,6 +7,7 @@
 //! emitted once, when it closes. Windows are forgotten once they are older
 //! than the retention, so state is bounded by retention, not by history.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -41,8 +42,16 @@ pub struct WindowTiming {
     pub emit: EmitMode,
 }
 
+/// A group key and how many live windows use it; a group without windows
+/// is forgotten, so state stays bounded by retention, not by history.
+struct GroupKey {
+    row: OwnedRow,
+    values: Vec<ScalarValue>,
+    windows: usize,
+}
+
 struct WindowState {
-    key: Vec<ScalarValue>,
+    group: u32,
     accumulators: Vec<Box<dyn Accumulator>>,
     rowtime: i64,
     partition: i32,
@@ -57,8 +66,15 @@ pub struct TimeWindowAggregate {
     aggregates: AggregateSet,
     output_schema: SchemaRef,
     converter: RowConverter,
-    windows: HashMap<(OwnedRow, i64), WindowState>,
-    /// (end, start, key) of every live window, for closing and expiry.
+    /// Dense ids of the group keys seen, so that per-record lookups hash a
+    /// number rather than the key; `group_keys[id]` holds its values.
+    group_ids: HashMap<Box<[u8]>, u32>,
+    group_keys: Vec<GroupKey>,
+    /// Ids whose group has no live window any more, for reuse.
+    free_ids: Vec<u32>,
+    windows: HashMap<(u32, i64), WindowState>,
+    /// (end, start, key) of every live window, for closing and expiry; the
+    /// key bytes order simultaneous closings as a key-ordered store would.
     by_end: BTreeSet<(i64, i64, OwnedRow)>,
     stream_time: i64,
     late_records: u64,
@@ -93,6 +109,9 @@ impl TimeWindowAggregate {
             aggregates: AggregateSet { aggregates },
             output_schema,
             converter: RowConverter::new(fields)?,
+            group_ids: HashMap::new(),
+            group_keys: Vec::new(),
+            free_ids: Vec::new(),
             windows: HashMap::new(),
             by_end: BTreeSet::new(),
             stream_time: i64::MIN,
@@ -105,6 +124,11 @@ impl TimeWindowAggregate {
         self.windows.len()
     }
 
+    /// Group keys with at least one live window.
+    pub fn live_groups(&self) -> usize {
+        self.group_ids.len()
+    }
+
     /// Records dropped for arriving after their window closed.
     pub fn late_records(&self) -> u64 {
         self.late_records
@@ -112,13 +136,23 @@ impl TimeWindowAggregate {
 
     fn emit(&self, state: &mut WindowState, start: i64) -> Result<EmittedRow> {
         Ok(EmittedRow {
-            key: state.key.clone(),
+            key: self.group_keys[state.group as usize].values.clone(),
             values: Some(AggregateSet::evaluate(&mut state.accumulators)?),
             rowtime: state.rowtime,
             partition: state.partition,
             offset: state.offset,
             window: Some((start, start + self.size_ms)),
         })
+    }
+
+    /// Drops one window's hold on its group; the last one frees the id.
+    fn release_group(&mut self, group: u32) {
+        let key = &mut self.group_keys[group as usize];
+        key.windows = key.windows.saturating_sub(1);
+        if key.windows == 0 {
+            self.group_ids.remove(key.row.as_ref());
+            self.free_ids.push(group);
+        }
     }
 
     /// Forgets windows older than the retention, then (EMIT FINAL) emits
@@ -140,10 +174,14 @@ impl TimeWindowAggregate {
             let Some((_, start, key)) = self.by_end.pop_first() else {
                 break;
             };
-            if let Some(mut state) = self.windows.remove(&(key, start))
-                && !expired
-            {
-                out.push(self.emit(&mut state, start)?);
+            let Some(&group) = self.group_ids.get(key.as_ref()) else {
+                continue;
+            };
+            if let Some(mut state) = self.windows.remove(&(group, start)) {
+                if !expired {
+                    out.push(self.emit(&mut state, start)?);
+                }
+                self.release_group(group);
             }
         }
         Ok(())
@@ -176,8 +214,8 @@ impl Operator for TimeWindowAggregate {
         // Windows changed by this batch, in first-change order: each is
         // emitted once, after the batch (one record per batch is ksqlDB's
         // per-record output; larger batches coalesce like its record cache).
-        let mut changed: Vec<(OwnedRow, i64)> = Vec::new();
-        let mut changed_set: HashSet<(OwnedRow, i64)> = HashSet::new();
+        let mut changed: Vec<(u32, i64)> = Vec::new();
+        let mut changed_set: HashSet<(u32, i64)> = HashSet::new();
         for row in 0..n {
             if input.is_tombstone(row) {
                 continue;
@@ -192,7 +230,31 @@ impl Operator for TimeWindowAggregate {
             let rowtime = evaluated.rowtimes.value(row);
             self.stream_time = self.stream_time.max(rowtime);
             let close_before = self.stream_time.saturating_sub(self.timing.grace_ms);
-            let key = evaluated.group_rows.row(row).owned();
+            let key_row = evaluated.group_rows.row(row);
+            let group = match self.group_ids.get(key_row.as_ref()) {
+                Some(id) => *id,
+                None => {
+                    let key = GroupKey {
+                        row: key_row.owned(),
+                        values: evaluated.key_values(row)?,
+                        windows: 0,
+                    };
+                    let id = match self.free_ids.pop() {
+                        Some(id) => {
+                            self.group_keys[id as usize] = key;
+                            id
+                        }
+                        None => {
+                            self.group_keys.push(key);
+                            u32::try_from(self.group_keys.len() - 1).map_err(|_| {
+                                EngineError::Execution("more than 2^32 live window groups".into())
+                            })?
+                        }
+                    };
+                    self.group_ids.insert(key_row.as_ref().into(), id);
+                    id
+                }
+            };
             for start in self.window.windows_for(rowtime) {
                 let end = start + self.size_ms;
                 if end <= close_before {
@@ -203,29 +265,28 @@ impl Operator for TimeWindowAggregate {
                     );
                     continue;
                 }
-                let slot = (key.clone(), start);
-                if !self.windows.contains_key(&slot) {
-                    let state = WindowState {
-                        key: evaluated.key_values(row)?,
-                        accumulators: self.aggregates.new_accumulators(false)?,
-                        rowtime,
-                        partition: evaluated.partitions.value(row),
-                        offset: evaluated.offsets.value(row),
-                    };
-                    self.windows.insert(slot.clone(), state);
-                    self.by_end.insert((end, start, key.clone()));
-                }
-                let Some(mut state) = self.windows.remove(&slot) else {
-                    continue;
+                let state = match self.windows.entry((group, start)) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => {
+                        let key = &mut self.group_keys[group as usize];
+                        key.windows += 1;
+                        self.by_end.insert((end, start, key.row.clone()));
+                        v.insert(WindowState {
+                            group,
+                            accumulators: self.aggregates.new_accumulators(false)?,
+                            rowtime,
+                            partition: evaluated.partitions.value(row),
+                            offset: evaluated.offsets.value(row),
+                        })
+                    }
                 };
                 AggregateSet::update(&mut state.accumulators, &evaluated.args, row)?;
                 state.rowtime = state.rowtime.max(rowtime);
                 state.partition = evaluated.partitions.value(row);
                 state.offset = evaluated.offsets.value(row);
-                if self.timing.emit == EmitMode::Changes && changed_set.insert(slot.clone()) {
-                    changed.push(slot.clone());
+                if self.timing.emit == EmitMode::Changes && changed_set.insert((group, start)) {
+                    changed.push((group, start));
                 }
-                self.windows.insert(slot, state);
             }
             self.close_and_expire(&mut out)?;
         }
