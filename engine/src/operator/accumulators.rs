@@ -226,3 +226,24 @@ impl EvaluatedInput {
             .collect::<Result<Vec<_>, _>>()?)
     }
 }
+
+/// Rows an aggregate does not take: deletions, and rows whose group key
+/// has a null (dropped and logged, as ksqlDB does).
+pub fn skip_row(
+    input: &ChangeBatch,
+    evaluated: &EvaluatedInput,
+    row: usize,
+    ctx: &super::OperatorContext,
+) -> bool {
+    if input.is_tombstone(row) {
+        return true;
+    }
+    if evaluated.has_null_key(row) {
+        ctx.log_error(
+            crate::processing_log::ProcessingErrorKind::Dropped,
+            "Record dropped: a GROUP BY expression evaluated to null".into(),
+        );
+        return true;
+    }
+    false
+}

@@ -16,7 +16,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output};
+use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output, skip_row};
 use super::time_window_aggregate::{EmitMode, WindowTiming};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
@@ -135,14 +135,7 @@ impl Operator for SessionWindowAggregate {
         )?;
         let mut out = Vec::new();
         for row in 0..input.num_rows() {
-            if input.is_tombstone(row) {
-                continue;
-            }
-            if evaluated.has_null_key(row) {
-                ctx.log_error(
-                    ProcessingErrorKind::Dropped,
-                    "Record dropped: a GROUP BY expression evaluated to null".into(),
-                );
+            if skip_row(&input, &evaluated, row, ctx) {
                 continue;
             }
             let ts = evaluated.rowtimes.value(row);

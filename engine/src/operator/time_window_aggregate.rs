@@ -18,7 +18,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output};
+use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output, skip_row};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -217,14 +217,7 @@ impl Operator for TimeWindowAggregate {
         let mut changed: Vec<(u32, i64)> = Vec::new();
         let mut changed_set: HashSet<(u32, i64)> = HashSet::new();
         for row in 0..n {
-            if input.is_tombstone(row) {
-                continue;
-            }
-            if evaluated.has_null_key(row) {
-                ctx.log_error(
-                    ProcessingErrorKind::Dropped,
-                    "Record dropped: a GROUP BY expression evaluated to null".into(),
-                );
+            if skip_row(&input, &evaluated, row, ctx) {
                 continue;
             }
             let rowtime = evaluated.rowtimes.value(row);
