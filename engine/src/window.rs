@@ -40,27 +40,31 @@ impl WindowType {
         }
     }
 
-    /// Start times of the time windows `timestamp` falls in, oldest first.
-    pub fn windows_for(&self, timestamp: i64) -> Vec<i64> {
-        match *self {
-            WindowType::Tumbling { size_ms } => vec![timestamp - timestamp.rem_euclid(size_ms)],
+    /// Start times of the time windows `timestamp` falls in, oldest first
+    /// (none for sessions).
+    pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = i64> + use<> {
+        let (first, last, step) = match *self {
+            WindowType::Tumbling { size_ms } => {
+                let start = timestamp - timestamp.rem_euclid(size_ms);
+                (start, start, size_ms)
+            }
             WindowType::Hopping {
                 size_ms,
                 advance_ms,
             } => {
-                let first = (timestamp - size_ms + advance_ms).max(0);
-                let mut start = first - first.rem_euclid(advance_ms);
-                let mut out = Vec::with_capacity((size_ms / advance_ms.max(1)) as usize + 1);
-                while start <= timestamp {
-                    if start + size_ms > timestamp {
-                        out.push(start);
-                    }
-                    start += advance_ms;
-                }
-                out
+                let lowest = (timestamp - size_ms + advance_ms).max(0);
+                let first = lowest - lowest.rem_euclid(advance_ms);
+                // Windows start no later than the record, and end after it.
+                let first = if first + size_ms > timestamp {
+                    first
+                } else {
+                    first + advance_ms
+                };
+                (first, timestamp, advance_ms)
             }
-            WindowType::Session => vec![],
-        }
+            WindowType::Session => (1, 0, 1),
+        };
+        (first..=last).step_by(step.max(1) as usize)
     }
 
     /// Appends the window to serialized key bytes.
@@ -113,12 +117,14 @@ mod tests {
             size_ms: 30_000,
             advance_ms: 10_000,
         };
-        assert_eq!(hopping.windows_for(10_009), vec![0, 10_000]);
-        assert_eq!(hopping.windows_for(35_000), vec![10_000, 20_000, 30_000]);
+        let starts = |w: WindowType, t: i64| w.windows_for(t).collect::<Vec<_>>();
+        assert_eq!(starts(hopping, 10_009), vec![0, 10_000]);
+        assert_eq!(starts(hopping, 35_000), vec![10_000, 20_000, 30_000]);
         assert_eq!(
-            WindowType::Tumbling { size_ms: 30_000 }.windows_for(89_999),
+            starts(WindowType::Tumbling { size_ms: 30_000 }, 89_999),
             vec![60_000]
         );
+        assert_eq!(starts(WindowType::Session, 5), Vec::<i64>::new());
     }
 
     #[test]

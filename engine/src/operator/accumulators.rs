@@ -40,8 +40,14 @@ impl AggregateSet {
         row: usize,
     ) -> Result<()> {
         for (acc, args) in accumulators.iter_mut().zip(args) {
-            let slices: Vec<ArrayRef> = args.iter().map(|a| a.slice(row, 1)).collect();
-            acc.update_batch(&slices)?;
+            // Most aggregates take one argument: skip the Vec for them.
+            match args.as_slice() {
+                [only] => acc.update_batch(&[only.slice(row, 1)])?,
+                many => {
+                    let slices: Vec<ArrayRef> = many.iter().map(|a| a.slice(row, 1)).collect();
+                    acc.update_batch(&slices)?
+                }
+            }
         }
         Ok(())
     }

@@ -10,8 +10,11 @@
 //! Every input row that changes a group emits that group's new value, as
 //! ksqlDB does with its record cache off.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+// DataFusion's hash map: keys here are hashed once per record, and its
+// default hasher is much faster than std's.
+use datafusion::common::HashMap;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};

@@ -6,8 +6,12 @@
 //! emitted, as Kafka Streams does. Session updates carry the session's end
 //! as their timestamp.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+// DataFusion's hash map: keys here are hashed once per record, and its
+// default hasher is much faster than std's.
+use datafusion::common::HashMap;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};

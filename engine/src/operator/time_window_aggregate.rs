@@ -7,9 +7,13 @@
 //! emitted once, when it closes. Windows are forgotten once they are older
 //! than the retention, so state is bounded by retention, not by history.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+// DataFusion's hash map: keys here are hashed once per record, and its
+// default hasher is much faster than std's.
+use datafusion::common::hash_map::Entry;
+use datafusion::common::{HashMap, HashSet};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
