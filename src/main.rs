@@ -72,16 +72,7 @@ fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     for file in &files {
         let sql =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        ctx.execute(&sql).map_err(|e| {
-            anyhow::anyhow!(
-                "{}:{}:{}: {}\n  in: {}",
-                file.display(),
-                e.line,
-                e.column,
-                e.error,
-                e.statement
-            )
-        })?;
+        ctx.execute(&sql).map_err(|e| script_error(file, &e))?;
         tracing::info!("loaded {}", file.display());
     }
     Ok(files.len())
@@ -122,13 +113,18 @@ fn run_script(file: &PathBuf) -> Result<()> {
             ctx.runtime().run_until_idle();
             Ok(())
         }
-        Err(e) => anyhow::bail!(
-            "{}:{}:{}: {}\n  in: {}",
-            file.display(),
-            e.line,
-            e.column,
-            e.error,
-            e.statement
-        ),
+        Err(e) => Err(script_error(file, &e)),
     }
+}
+
+/// `file:line:column: message`, with the statement that failed.
+fn script_error(file: &std::path::Path, e: &sluice_sql::StatementError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}:{}:{}: {}\n  in: {}",
+        file.display(),
+        e.line,
+        e.column,
+        e.error,
+        e.statement
+    )
 }

@@ -253,3 +253,16 @@ pub fn skip_row(
     }
     false
 }
+
+/// Row encoding of the group keys computed by `group_exprs`.
+pub fn group_key_converter(
+    group_exprs: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    input_schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<datafusion::arrow::row::RowConverter> {
+    use datafusion::arrow::row::{RowConverter, SortField};
+    let fields = group_exprs
+        .iter()
+        .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RowConverter::new(fields)?)
+}

@@ -23,7 +23,9 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output, skip_row};
+use super::accumulators::{
+    AggregateSet, EmittedRow, EvaluatedInput, build_output, group_key_converter, skip_row,
+};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
@@ -65,10 +67,6 @@ impl GroupAggregate {
         table_key_count: Option<usize>,
         output_schema: SchemaRef,
     ) -> Result<Self> {
-        let group_fields = group_exprs
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
         let source_rows = match table_key_count {
             Some(n) => Some(RowConverter::new(
                 input_schema.fields()[..n]
@@ -78,12 +76,13 @@ impl GroupAggregate {
             )?),
             None => None,
         };
+        let group_rows = group_key_converter(&group_exprs, input_schema)?;
         Ok(GroupAggregate {
             group_exprs,
             aggregates: AggregateSet { aggregates },
             table_key_count,
             output_schema,
-            group_rows: RowConverter::new(group_fields)?,
+            group_rows,
             source_rows,
             groups: HashMap::new(),
             current: HashMap::new(),

@@ -14,13 +14,15 @@ use std::sync::Arc;
 use datafusion::common::HashMap;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output, skip_row};
+use super::accumulators::{
+    AggregateSet, EmittedRow, EvaluatedInput, build_output, group_key_converter, skip_row,
+};
 use super::time_window_aggregate::{EmitMode, WindowTiming};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
@@ -56,17 +58,14 @@ impl SessionWindowAggregate {
         input_schema: &SchemaRef,
         output_schema: SchemaRef,
     ) -> Result<Self> {
-        let fields = group_exprs
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let converter = group_key_converter(&group_exprs, input_schema)?;
         Ok(SessionWindowAggregate {
             gap_ms,
             timing,
             group_exprs,
             aggregates: AggregateSet { aggregates },
             output_schema,
-            converter: RowConverter::new(fields)?,
+            converter,
             sessions: HashMap::new(),
             stream_time: i64::MIN,
             late_records: 0,

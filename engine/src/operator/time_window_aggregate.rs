@@ -16,13 +16,15 @@ use datafusion::common::hash_map::Entry;
 use datafusion::common::{HashMap, HashSet};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::accumulators::{AggregateSet, EmittedRow, EvaluatedInput, build_output, skip_row};
+use super::accumulators::{
+    AggregateSet, EmittedRow, EvaluatedInput, build_output, group_key_converter, skip_row,
+};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -101,10 +103,7 @@ impl TimeWindowAggregate {
                 ));
             }
         };
-        let fields = group_exprs
-            .iter()
-            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let converter = group_key_converter(&group_exprs, input_schema)?;
         Ok(TimeWindowAggregate {
             window,
             size_ms,
@@ -112,7 +111,7 @@ impl TimeWindowAggregate {
             group_exprs,
             aggregates: AggregateSet { aggregates },
             output_schema,
-            converter: RowConverter::new(fields)?,
+            converter,
             group_ids: HashMap::new(),
             group_keys: Vec::new(),
             free_ids: Vec::new(),
