@@ -45,20 +45,23 @@ impl WindowType {
     pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = i64> + use<> {
         let (first, last, step) = match *self {
             WindowType::Tumbling { size_ms } => {
-                let start = timestamp - timestamp.rem_euclid(size_ms);
+                let start = timestamp.saturating_sub(timestamp.rem_euclid(size_ms));
                 (start, start, size_ms)
             }
             WindowType::Hopping {
                 size_ms,
                 advance_ms,
             } => {
-                let lowest = (timestamp - size_ms + advance_ms).max(0);
+                let lowest = timestamp
+                    .saturating_sub(size_ms)
+                    .saturating_add(advance_ms)
+                    .max(0);
                 let first = lowest - lowest.rem_euclid(advance_ms);
                 // Windows start no later than the record, and end after it.
-                let first = if first + size_ms > timestamp {
+                let first = if first.saturating_add(size_ms) > timestamp {
                     first
                 } else {
-                    first + advance_ms
+                    first.saturating_add(advance_ms)
                 };
                 (first, timestamp, advance_ms)
             }
@@ -101,7 +104,7 @@ impl WindowType {
                     ));
                 };
                 let start = read(&bytes[split..]);
-                Ok((&bytes[..split], start, start + size_ms))
+                Ok((&bytes[..split], start, start.saturating_add(size_ms)))
             }
         }
     }
@@ -125,6 +128,21 @@ mod tests {
             vec![60_000]
         );
         assert_eq!(starts(WindowType::Session, 5), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        let hopping = WindowType::Hopping {
+            size_ms: 30_000,
+            advance_ms: 10_000,
+        };
+        assert!(hopping.windows_for(i64::MAX).count() > 0);
+        assert_eq!(
+            WindowType::Tumbling { size_ms: 7 }
+                .windows_for(i64::MIN)
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl TimeWindowAggregate {
             rowtime: state.rowtime,
             partition: state.partition,
             offset: state.offset,
-            window: Some((start, start + self.size_ms)),
+            window: Some((start, start.saturating_add(self.size_ms))),
         })
     }
 
@@ -252,7 +252,7 @@ impl Operator for TimeWindowAggregate {
                 }
             };
             for start in self.window.windows_for(rowtime) {
-                let end = start + self.size_ms;
+                let end = start.saturating_add(self.size_ms);
                 if end <= close_before {
                     self.late_records += 1;
                     ctx.log_error(
