@@ -99,14 +99,25 @@ impl Report {
                 c.rate()
             );
         }
-        let rejections = self
+        let rejected =
+            |c: &&CaseResult| c.status == "passed" && c.reason.starts_with("rejected as expected");
+        let rejections = self.cases.iter().filter(rejected).count();
+        let same_message = self
             .cases
             .iter()
-            .filter(|c| c.status == "passed" && c.reason.starts_with("rejected as expected"))
+            .filter(rejected)
+            .filter(|c| c.reason.ends_with("same message"))
+            .count();
+        let unsupported = self
+            .cases
+            .iter()
+            .filter(rejected)
+            .filter(|c| c.reason.contains("not supported yet"))
             .count();
         println!();
         println!(
-            "of the passed cases, {rejections} are statements rejected as ksqlDB rejects them"
+            "of the passed cases, {rejections} are statements rejected as ksqlDB rejects them: {same_message} with \
+             ksqlDB's message, {unsupported} only because Sluice does not support a feature they use yet"
         );
         let t = self.total;
         println!(
