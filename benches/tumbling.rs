@@ -103,6 +103,7 @@ fn bench_arrow(events: usize) -> f64 {
             grace_ms: MINUTE,
             retention_ms: 10 * MINUTE,
             emit: EmitMode::Changes,
+            flush_interval: None,
         },
         vec![col("K", &schema).expect("K")],
         vec![Arc::new(count), Arc::new(sum)],

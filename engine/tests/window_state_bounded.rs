@@ -62,6 +62,7 @@ fn two_hours_of_events_keep_only_the_retained_windows() {
         grace_ms: MINUTE,
         retention_ms: 10 * MINUTE,
         emit: EmitMode::Changes,
+        flush_interval: None,
     };
     let mut op = TimeWindowAggregate::new(
         WindowType::Tumbling { size_ms: MINUTE },

@@ -37,6 +37,10 @@ use crate::{not_supported, statement_err};
 /// Property switching on ksqlDB's newer planner rules for key columns.
 pub const NEW_QUERY_PLANNER: &str = "ksql.new.query.planner.enabled";
 
+/// Property setting how long windowed aggregates coalesce updates before
+/// emitting them (ksqlDB's record cache flushes on each commit).
+pub const COMMIT_INTERVAL: &str = "ksql.streams.commit.interval.ms";
+
 /// What a successful statement reports.
 #[derive(Debug, Clone)]
 pub enum StatementResult {
@@ -337,16 +341,21 @@ impl KsqlContext {
     }
 
     fn plan_context<'a>(&'a self, catalog: &'a Catalog) -> PlanContext<'a> {
-        let new_planner = self
-            .properties
-            .lock()
+        let properties = self.properties.lock();
+        let new_planner = properties
             .get(NEW_QUERY_PLANNER)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let flush_interval = properties
+            .get(COMMIT_INTERVAL)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis);
         PlanContext {
             catalog,
             functions: &self.functions,
             state: &self.state,
             new_planner,
+            flush_interval,
         }
     }
 

@@ -53,6 +53,12 @@ pub trait Operator: Send {
     fn state_rows(&self) -> usize {
         0
     }
+    /// Emits what the operator holds back (coalesced updates) once it is
+    /// due; called when the query has no input, so held updates never wait
+    /// for the next record.
+    fn flush(&mut self, _ctx: &OperatorContext) -> Result<Option<ChangeBatch>> {
+        Ok(None)
+    }
 }
 
 /// Evaluates `expr` over the whole batch; if that fails, row by row, so one

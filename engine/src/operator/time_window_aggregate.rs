@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 // DataFusion's hash map: keys here are hashed once per record, and its
 // default hasher is much faster than std's.
@@ -46,6 +47,10 @@ pub struct WindowTiming {
     pub grace_ms: i64,
     pub retention_ms: i64,
     pub emit: EmitMode,
+    /// With `EMIT CHANGES`: hold updates and emit each changed window at
+    /// most once per this interval, as ksqlDB's record cache does between
+    /// commits. `None` emits after every input batch.
+    pub flush_interval: Option<Duration>,
 }
 
 /// A group key and how many live windows use it; a group without windows
@@ -84,6 +89,10 @@ pub struct TimeWindowAggregate {
     by_end: BTreeSet<(i64, i64, OwnedRow)>,
     stream_time: i64,
     late_records: u64,
+    /// Windows changed since the last flush, in first-change order.
+    pending: Vec<(u32, i64)>,
+    pending_set: HashSet<(u32, i64)>,
+    last_flush: Instant,
 }
 
 impl TimeWindowAggregate {
@@ -119,6 +128,9 @@ impl TimeWindowAggregate {
             by_end: BTreeSet::new(),
             stream_time: i64::MIN,
             late_records: 0,
+            pending: Vec::new(),
+            pending_set: HashSet::new(),
+            last_flush: Instant::now(),
         })
     }
 
@@ -146,6 +158,26 @@ impl TimeWindowAggregate {
             offset: state.offset,
             window: Some((start, start.saturating_add(self.size_ms))),
         })
+    }
+
+    fn flush_due(&self) -> bool {
+        self.timing
+            .flush_interval
+            .is_none_or(|interval| self.last_flush.elapsed() >= interval)
+    }
+
+    /// Emits every window changed since the last flush, once.
+    fn drain_pending(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
+        self.pending_set.clear();
+        for slot in std::mem::take(&mut self.pending) {
+            // A window that expired meanwhile has nothing to say.
+            if let Some(mut state) = self.windows.remove(&slot) {
+                out.push(self.emit(&mut state, slot.1)?);
+                self.windows.insert(slot, state);
+            }
+        }
+        self.last_flush = Instant::now();
+        Ok(())
     }
 
     /// Drops one window's hold on its group; the last one frees the id.
@@ -200,6 +232,21 @@ impl Operator for TimeWindowAggregate {
         self.windows.len()
     }
 
+    fn flush(&mut self, _ctx: &OperatorContext) -> Result<Option<ChangeBatch>> {
+        if self.pending.is_empty() || !self.flush_due() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        self.drain_pending(&mut out)?;
+        let batch = build_output(
+            &self.output_schema,
+            self.group_exprs.len(),
+            self.aggregates.aggregates.len(),
+            out,
+        )?;
+        Ok(Some(batch))
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
     }
@@ -214,11 +261,9 @@ impl Operator for TimeWindowAggregate {
             ctx,
         )?;
         let mut out = Vec::new();
-        // Windows changed by this batch, in first-change order: each is
-        // emitted once, after the batch (one record per batch is ksqlDB's
-        // per-record output; larger batches coalesce like its record cache).
-        let mut changed: Vec<(u32, i64)> = Vec::new();
-        let mut changed_set: HashSet<(u32, i64)> = HashSet::new();
+        // Changed windows are emitted once per flush: after each batch (one
+        // record per batch is ksqlDB's per-record output; larger batches
+        // coalesce), or once per flush interval when one is set.
         for row in 0..n {
             if skip_row(&input, &evaluated, row, ctx) {
                 continue;
@@ -280,18 +325,15 @@ impl Operator for TimeWindowAggregate {
                 state.rowtime = state.rowtime.max(rowtime);
                 state.partition = evaluated.partitions.value(row);
                 state.offset = evaluated.offsets.value(row);
-                if self.timing.emit == EmitMode::Changes && changed_set.insert((group, start)) {
-                    changed.push((group, start));
+                if self.timing.emit == EmitMode::Changes && self.pending_set.insert((group, start))
+                {
+                    self.pending.push((group, start));
                 }
             }
             self.close_and_expire(&mut out)?;
         }
-        for slot in changed {
-            // A window that expired within the batch has nothing to say.
-            if let Some(mut state) = self.windows.remove(&slot) {
-                out.push(self.emit(&mut state, slot.1)?);
-                self.windows.insert(slot, state);
-            }
+        if self.flush_due() {
+            self.drain_pending(&mut out)?;
         }
         build_output(
             &self.output_schema,
@@ -299,5 +341,124 @@ impl Operator for TimeWindowAggregate {
             self.aggregates.aggregates.len(),
             out,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use datafusion::arrow::array::{Array, Int32Array, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::{col, lit};
+
+    use super::*;
+    use crate::processing_log::ProcessingLog;
+
+    fn schema(names: &[&str]) -> SchemaRef {
+        Arc::new(Schema::new(
+            names
+                .iter()
+                .map(|n| {
+                    Field::new(
+                        *n,
+                        if *n == "ROWPARTITION" {
+                            DataType::Int32
+                        } else {
+                            DataType::Int64
+                        },
+                        true,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    fn batch(schema: &SchemaRef, keys: &[i64], times: &[i64]) -> ChangeBatch {
+        let n = keys.len();
+        ChangeBatch::new(
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(keys.to_vec())),
+                    Arc::new(Int64Array::from(times.to_vec())),
+                    Arc::new(Int32Array::from(vec![0; n])),
+                    Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                ],
+            )
+            .expect("batch"),
+        )
+    }
+
+    #[test]
+    fn a_flush_interval_coalesces_updates_across_batches() {
+        let input = schema(&["K", "ROWTIME", "ROWPARTITION", "ROWOFFSET"]);
+        let output = schema(&[
+            "K",
+            "C",
+            "ROWTIME",
+            "ROWPARTITION",
+            "ROWOFFSET",
+            "WINDOWSTART",
+            "WINDOWEND",
+        ]);
+        let count = AggregateExprBuilder::new(count_udaf(), vec![lit(1i64)])
+            .schema(input.clone())
+            .alias("C")
+            .build()
+            .expect("count");
+        let timing = WindowTiming {
+            grace_ms: 1_000,
+            retention_ms: 10_000,
+            emit: EmitMode::Changes,
+            flush_interval: Some(Duration::from_millis(40)),
+        };
+        let mut op = TimeWindowAggregate::new(
+            WindowType::Tumbling { size_ms: 1_000 },
+            timing,
+            vec![col("K", &input).expect("K")],
+            vec![Arc::new(count)],
+            &input,
+            output,
+        )
+        .expect("operator");
+        let log = ProcessingLog::default();
+        let ctx = OperatorContext {
+            query_id: "t",
+            log: &log,
+        };
+        assert_eq!(
+            op.process(batch(&input, &[1, 2], &[10, 20]), &ctx)
+                .expect("process")
+                .num_rows(),
+            0
+        );
+        assert_eq!(
+            op.process(batch(&input, &[1], &[30]), &ctx)
+                .expect("process")
+                .num_rows(),
+            0
+        );
+        assert!(
+            op.flush(&ctx).expect("flush").is_none(),
+            "nothing is due yet"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let flushed = op.flush(&ctx).expect("flush").expect("due now").data;
+        // One update per changed window, carrying both batches.
+        let counts = flushed
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("counts")
+            .clone();
+        assert_eq!(counts.iter().flatten().collect::<Vec<_>>(), vec![2, 1]);
+        assert!(
+            op.flush(&ctx).expect("flush").is_none(),
+            "nothing left to flush"
+        );
     }
 }

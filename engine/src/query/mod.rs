@@ -141,9 +141,37 @@ impl PersistentQuery {
         }
     }
 
+    /// Lets each operator emit what it held back, through the operators
+    /// after it, to the sink.
+    fn flush_operators(&mut self) -> Result<()> {
+        let ctx = OperatorContext {
+            query_id: &self.plan.id,
+            log: &self.log,
+        };
+        for i in 0..self.plan.operators.len() {
+            let Some(mut batch) = self.plan.operators[i].flush(&ctx)? else {
+                continue;
+            };
+            for op in &mut self.plan.operators[i + 1..] {
+                if batch.num_rows() == 0 {
+                    break;
+                }
+                batch = op.process(batch, &ctx)?;
+            }
+            if batch.num_rows() > 0 {
+                let written = sink::write(&self.plan.sink, &batch, self.backend.as_ref(), &ctx)?;
+                self.stats
+                    .records_out
+                    .fetch_add(written as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
     fn try_poll(&mut self, max_records: usize) -> Result<usize> {
         let records = self.consumer.poll(max_records)?;
         if records.is_empty() {
+            self.flush_operators()?;
             return Ok(0);
         }
         let consumed = records.len();

@@ -60,6 +60,9 @@ pub struct PlanContext<'a> {
     /// `ksql.new.query.planner.enabled`: key columns follow projection
     /// order and may be left out of a stream's projection.
     pub new_planner: bool,
+    /// `ksql.streams.commit.interval.ms`: how long windowed aggregates hold
+    /// and coalesce updates; none emits after every input batch.
+    pub flush_interval: Option<std::time::Duration>,
 }
 
 /// One output column being planned.
@@ -525,7 +528,7 @@ impl PlanContext<'_> {
                         "KSQL does not support windowing of table aggregations."
                     );
                 }
-                let timing = window_timing(spec, query.emit)?;
+                let timing = window_timing(spec, query.emit, self.flush_interval)?;
                 match window_type(spec) {
                     WindowType::Session => {
                         let WindowKind::Session { gap_ms } = spec.kind else {
@@ -886,7 +889,11 @@ pub fn window_type(spec: &WindowSpec) -> WindowType {
 /// defaults: 24 hours of grace (none under EMIT FINAL), and retention at
 /// least long enough to cover the window and its grace. A retention given
 /// without a grace period caps the default grace to fit in it.
-fn window_timing(spec: &WindowSpec, emit: Option<Emit>) -> Result<WindowTiming> {
+fn window_timing(
+    spec: &WindowSpec,
+    emit: Option<Emit>,
+    flush_interval: Option<std::time::Duration>,
+) -> Result<WindowTiming> {
     let emit = if emit == Some(Emit::Final) {
         EmitMode::Final
     } else {
@@ -915,6 +922,7 @@ fn window_timing(spec: &WindowSpec, emit: Option<Emit>) -> Result<WindowTiming> 
         grace_ms,
         retention_ms,
         emit,
+        flush_interval,
     })
 }
 
