@@ -32,9 +32,14 @@ fn held_updates_are_flushed_once_the_interval_passes() {
             },
         )
     };
-    topics.produce("votes", vec![vote(1_000), vote(2_000), vote(3_000)]).expect("produce");
+    topics
+        .produce("votes", vec![vote(1_000), vote(2_000), vote(3_000)])
+        .expect("produce");
     ctx.runtime().run_until_idle();
-    assert!(topics.records("VOTES_PER_MINUTE").expect("sink").is_empty(), "updates are held");
+    assert!(
+        topics.records("VOTES_PER_MINUTE").expect("sink").is_empty(),
+        "updates are held"
+    );
 
     std::thread::sleep(Duration::from_millis(80));
     ctx.runtime().step();
