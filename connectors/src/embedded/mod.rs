@@ -138,11 +138,7 @@ impl TopicBackend for EmbeddedTopics {
     fn consumer(&self, topic: &str) -> Result<Box<dyn TopicConsumer>> {
         let topic = self.topic(topic)?;
         let positions = vec![0; topic.partitions.len()];
-        Ok(Box::new(EmbeddedConsumer {
-            topic,
-            positions,
-            next_partition: 0,
-        }))
+        Ok(Box::new(EmbeddedConsumer { topic, positions }))
     }
 
     fn wait_for_data(&self, timeout: Duration) {
@@ -162,37 +158,37 @@ fn describe(topic: &Topic) -> TopicDescription {
     }
 }
 
-/// Reads all partitions of one topic, taking partitions in turn so none
-/// starves.
+/// Reads all partitions of one topic.
 struct EmbeddedConsumer {
     topic: Arc<Topic>,
     positions: Vec<usize>,
-    next_partition: usize,
 }
 
 impl TopicConsumer for EmbeddedConsumer {
+    /// Takes records in timestamp order across partitions, as Kafka
+    /// Streams picks the partition whose next record is oldest: a lagging
+    /// partition is read first instead of being judged late.
     fn poll(&mut self, max: usize) -> Result<Vec<ConsumedRecord>> {
+        let logs: Vec<_> = self.topic.partitions.iter().map(|p| p.read()).collect();
         let mut out = Vec::new();
-        let count = self.topic.partitions.len();
-        for step in 0..count {
-            if out.len() >= max {
+        while out.len() < max {
+            let oldest = logs
+                .iter()
+                .enumerate()
+                .filter_map(|(p, log)| log.get(self.positions[p]).map(|r| (r.timestamp, p)))
+                .min();
+            let Some((_, p)) = oldest else {
                 break;
-            }
-            let p = (self.next_partition + step) % count;
-            let log = self.topic.partitions[p].read();
-            let start = self.positions[p];
-            let end = log.len().min(start + (max - out.len()));
-            for (offset, record) in log[start..end].iter().enumerate() {
-                out.push(ConsumedRecord {
-                    topic: self.topic.name.clone(),
-                    partition: p as i32,
-                    offset: (start + offset) as i64,
-                    record: record.clone(),
-                });
-            }
-            self.positions[p] = end;
+            };
+            let offset = self.positions[p];
+            out.push(ConsumedRecord {
+                topic: self.topic.name.clone(),
+                partition: p as i32,
+                offset: offset as i64,
+                record: logs[p][offset].clone(),
+            });
+            self.positions[p] = offset + 1;
         }
-        self.next_partition = (self.next_partition + 1) % count.max(1);
         Ok(out)
     }
 

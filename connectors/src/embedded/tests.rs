@@ -52,3 +52,29 @@ fn errors_name_the_missing_topic_or_partition() {
     topics.delete_topic("t").unwrap();
     assert!(topics.describe_topic("t").is_none());
 }
+
+#[test]
+fn consumers_read_the_oldest_record_across_partitions_first() {
+    let topics = EmbeddedTopics::new();
+    topics.create_topic("t", 2, 1).unwrap();
+    let at = |partition: i32, ts: i64| {
+        (
+            Partitioning::Explicit(partition),
+            Record {
+                timestamp: ts,
+                ..record("k", "v")
+            },
+        )
+    };
+    topics
+        .produce("t", vec![at(0, 10), at(0, 40), at(1, 20), at(1, 30)])
+        .unwrap();
+    let mut consumer = topics.consumer("t").unwrap();
+    let times: Vec<i64> = consumer
+        .poll(10)
+        .unwrap()
+        .iter()
+        .map(|r| r.record.timestamp)
+        .collect();
+    assert_eq!(times, vec![10, 20, 30, 40]);
+}
