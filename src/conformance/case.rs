@@ -9,9 +9,9 @@ use sluice_connectors::EmbeddedTopics;
 use sluice_engine::format::{Format, json, kafka};
 use sluice_engine::schema::Column;
 use sluice_engine::topic::{Partitioning, Record, TopicBackend};
+use sluice_sql::KsqlContext;
 use sluice_sql::catalog::DataSource;
 use sluice_sql::parser::{Statement, parse_statements};
-use sluice_sql::{KsqlContext, SqlError};
 
 use super::compare::mismatch;
 use super::qtt::Case;
@@ -456,6 +456,3 @@ fn check_post(ctx: &KsqlContext, post: &Value) -> Result<(), String> {
     }
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _sql_error(_: SqlError) {}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::*;
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Fields, TimeUnit};
 use datafusion::common::ScalarValue;
 use serde_json::Value;
 
@@ -496,11 +496,6 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
-}
-
-#[allow(dead_code)]
-fn list_field(elem: &SqlType) -> Arc<Field> {
-    Arc::new(Field::new("item", elem.to_arrow(), true))
 }
 
 #[cfg(test)]
