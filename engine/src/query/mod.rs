@@ -149,20 +149,15 @@ impl PersistentQuery {
             log: &self.log,
         };
         for i in 0..self.plan.operators.len() {
-            let Some(mut batch) = self.plan.operators[i].flush(&ctx)? else {
-                continue;
-            };
-            for op in &mut self.plan.operators[i + 1..] {
-                if batch.num_rows() == 0 {
-                    break;
-                }
-                batch = op.process(batch, &ctx)?;
-            }
-            if batch.num_rows() > 0 {
-                let written = sink::write(&self.plan.sink, &batch, self.backend.as_ref(), &ctx)?;
-                self.stats
-                    .records_out
-                    .fetch_add(written as u64, Ordering::Relaxed);
+            if let Some(batch) = self.plan.operators[i].flush(&ctx)? {
+                finish(
+                    &mut self.plan.operators[i + 1..],
+                    batch,
+                    &self.plan.sink,
+                    self.backend.as_ref(),
+                    &self.stats,
+                    &ctx,
+                )?;
             }
         }
         Ok(())
@@ -182,19 +177,39 @@ impl PersistentQuery {
             query_id: &self.plan.id,
             log: &self.log,
         };
-        let mut batch: ChangeBatch = source::decode(&self.plan.source, &records, &ctx)?;
-        for op in &mut self.plan.operators {
-            if batch.num_rows() == 0 {
-                break;
-            }
-            batch = op.process(batch, &ctx)?;
-        }
-        if batch.num_rows() > 0 {
-            let written = sink::write(&self.plan.sink, &batch, self.backend.as_ref(), &ctx)?;
-            self.stats
-                .records_out
-                .fetch_add(written as u64, Ordering::Relaxed);
-        }
+        let batch: ChangeBatch = source::decode(&self.plan.source, &records, &ctx)?;
+        finish(
+            &mut self.plan.operators,
+            batch,
+            &self.plan.sink,
+            self.backend.as_ref(),
+            &self.stats,
+            &ctx,
+        )?;
         Ok(consumed)
     }
+}
+
+/// Runs `batch` through `operators` and writes what comes out to the sink.
+fn finish(
+    operators: &mut [Box<dyn Operator>],
+    mut batch: ChangeBatch,
+    sink: &SinkSpec,
+    backend: &dyn TopicBackend,
+    stats: &QueryStats,
+    ctx: &OperatorContext,
+) -> Result<()> {
+    for op in operators {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        batch = op.process(batch, ctx)?;
+    }
+    if batch.num_rows() > 0 {
+        let written = sink::write(sink, &batch, backend, ctx)?;
+        stats
+            .records_out
+            .fetch_add(written as u64, Ordering::Relaxed);
+    }
+    Ok(())
 }
