@@ -6,8 +6,9 @@
 //! whose ksqlDB semantics differ get their own UDFs (the function-library
 //! work); until then they are absent rather than subtly wrong.
 //! ksqlDB-only aggregates are UDAFs on DataFusion's accumulator traits, one
-//! file each ([`topk`]).
+//! file each ([`topk`]); so are ksqlDB-only scalars ([`as_value`]).
 
+pub mod as_value;
 pub mod topk;
 
 use std::collections::BTreeMap;
@@ -80,10 +81,14 @@ pub struct FunctionRegistry {
 impl FunctionRegistry {
     pub fn new(state: &SessionState) -> Self {
         let internal = state.scalar_functions().clone();
-        let scalars = SCALAR_ALIASES
+        let mut scalars: BTreeMap<String, Arc<ScalarUDF>> = SCALAR_ALIASES
             .iter()
             .filter_map(|(ksql, df)| internal.get(*df).map(|f| (ksql.to_string(), f.clone())))
             .collect();
+        scalars.insert(
+            "AS_VALUE".into(),
+            Arc::new(ScalarUDF::from(as_value::AsValue::default())),
+        );
         let aggregate_functions = state.aggregate_functions();
         let mut aggregates: BTreeMap<String, Arc<AggregateUDF>> = AGGREGATE_ALIASES
             .iter()
