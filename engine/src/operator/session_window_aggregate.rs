@@ -6,7 +6,7 @@
 //! emitted, as Kafka Streams does. Session updates carry the session's end
 //! as their timestamp.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 // DataFusion's hash map: keys here are hashed once per record, and its
@@ -45,6 +45,9 @@ pub struct SessionWindowAggregate {
     converter: RowConverter,
     /// Per key: its key values and its sessions by start.
     sessions: HashMap<OwnedRow, (Vec<ScalarValue>, BTreeMap<i64, Session>)>,
+    /// (end, key, start) of every live session: closing and expiry take
+    /// only the sessions that are due, instead of scanning all of them.
+    by_end: BTreeSet<(i64, OwnedRow, i64)>,
     stream_time: i64,
     late_records: u64,
 }
@@ -67,6 +70,7 @@ impl SessionWindowAggregate {
             output_schema,
             converter,
             sessions: HashMap::new(),
+            by_end: BTreeSet::new(),
             stream_time: i64::MIN,
             late_records: 0,
         })
@@ -79,36 +83,42 @@ impl SessionWindowAggregate {
             .saturating_sub(self.gap_ms)
     }
 
-    /// Emits closed sessions (EMIT FINAL) and forgets expired ones.
+    /// Emits closed sessions (EMIT FINAL) and forgets expired ones,
+    /// oldest end first.
     fn close_and_expire(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
         let close_time = self.close_time();
-        let expire_before = self.stream_time.saturating_sub(self.timing.retention_ms);
         let finalize = self.timing.emit == EmitMode::Final;
-        let mut closed: Vec<(i64, i64, Vec<ScalarValue>, Session)> = Vec::new();
-        for (key_values, sessions) in self.sessions.values_mut() {
-            let done: Vec<i64> = sessions
-                .iter()
-                .filter(|(_, s)| s.end < close_time && (finalize || s.end < expire_before))
-                .map(|(start, _)| *start)
-                .collect();
-            for start in done {
-                if let Some(session) = sessions.remove(&start) {
-                    closed.push((session.end, start, key_values.clone(), session));
-                }
-            }
-        }
-        self.sessions.retain(|_, (_, s)| !s.is_empty());
-        if finalize {
-            closed.sort_by_key(|(end, start, _, _)| (*end, *start));
-            for (end, start, key, mut session) in closed {
+        let due_before = if finalize {
+            close_time
+        } else {
+            close_time.min(self.stream_time.saturating_sub(self.timing.retention_ms))
+        };
+        while self
+            .by_end
+            .first()
+            .is_some_and(|(end, _, _)| *end < due_before)
+        {
+            let Some((end, key, start)) = self.by_end.pop_first() else {
+                break;
+            };
+            let Some((key_values, sessions)) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let Some(mut session) = sessions.remove(&start) else {
+                continue;
+            };
+            if finalize {
                 out.push(EmittedRow {
-                    key,
+                    key: key_values.clone(),
                     values: Some(AggregateSet::evaluate(&mut session.accumulators)?),
                     rowtime: end,
                     partition: session.partition,
                     offset: session.offset,
                     window: Some((start, end)),
                 });
+            }
+            if sessions.is_empty() {
+                self.sessions.remove(&key);
             }
         }
         Ok(())
@@ -175,6 +185,7 @@ impl Operator for SessionWindowAggregate {
             let mut accumulators = self.aggregates.new_accumulators(false)?;
             for start in &overlapping {
                 if let Some(mut old) = sessions.remove(start) {
+                    self.by_end.remove(&(old.end, key.clone(), *start));
                     AggregateSet::merge(&mut accumulators, &mut old.accumulators)?;
                     if self.timing.emit == EmitMode::Changes {
                         out.push(EmittedRow {
@@ -206,6 +217,7 @@ impl Operator for SessionWindowAggregate {
                 });
             }
             sessions.insert(merged_start, session);
+            self.by_end.insert((merged_end, key, merged_start));
             self.close_and_expire(&mut out)?;
         }
         build_output(
