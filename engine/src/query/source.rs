@@ -32,22 +32,9 @@ pub fn decode(
 
     for consumed in records {
         let record = &consumed.record;
-        let (key_bytes, window) = match (&spec.window, record.key.as_deref()) {
-            (Some(w), Some(bytes)) => match w.decode_key(bytes) {
-                Ok((key, start, end)) => (Some(key), Some((start, end))),
-                Err(e) => {
-                    log_record(
-                        ctx,
-                        consumed,
-                        ProcessingErrorKind::Deserialization,
-                        e.to_string(),
-                    );
-                    continue;
-                }
-            },
-            (_, key) => (key, None),
-        };
-        let decoded = spec.codec.decode_key(key_bytes).and_then(|mut row| {
+        // Windowed key, key and value: any failure skips the record, once.
+        let decoded = split_window(spec, record.key.as_deref()).and_then(|(key_bytes, window)| {
+            let mut row = spec.codec.decode_key(key_bytes)?;
             match &record.value {
                 Some(v) => row.extend(spec.codec.decode_value(v)?),
                 None => {
@@ -56,10 +43,10 @@ pub fn decode(
                     }
                 }
             }
-            Ok(row)
+            Ok((row, window))
         });
-        let row = match decoded {
-            Ok(row) => row,
+        let (row, window) = match decoded {
+            Ok(decoded) => decoded,
             Err(e) => {
                 log_record(
                     ctx,
@@ -121,6 +108,21 @@ pub fn decode(
         data,
         BooleanArray::from(tombstones),
     ))
+}
+
+/// Key bytes and, for windowed sources, the window's start and end.
+type SplitKey<'a> = (Option<&'a [u8]>, Option<(i64, i64)>);
+
+/// The key bytes without their window, and the window, for windowed
+/// sources; the key as it is otherwise.
+fn split_window<'a>(spec: &SourceSpec, key: Option<&'a [u8]>) -> Result<SplitKey<'a>> {
+    match (&spec.window, key) {
+        (Some(w), Some(bytes)) => {
+            let (key, start, end) = w.decode_key(bytes)?;
+            Ok((Some(key), Some((start, end))))
+        }
+        (_, key) => Ok((key, None)),
+    }
 }
 
 fn log_record(
