@@ -70,35 +70,9 @@ impl Report {
     }
 
     pub fn print(&self) {
-        println!(
-            "{:<60} {:>7} {:>7} {:>7} {:>7}",
-            "file", "passed", "failed", "skipped", "pass %"
-        );
-        for (file, c) in &self.files {
-            println!(
-                "{:<60} {:>7} {:>7} {:>7} {:>6.1}%",
-                file,
-                c.passed,
-                c.failed,
-                c.skipped,
-                c.rate()
-            );
-        }
+        print_table("file", &self.files);
         println!();
-        println!(
-            "{:<60} {:>7} {:>7} {:>7} {:>7}",
-            "category", "passed", "failed", "skipped", "pass %"
-        );
-        for (category, c) in &self.categories {
-            println!(
-                "{:<60} {:>7} {:>7} {:>7} {:>6.1}%",
-                category,
-                c.passed,
-                c.failed,
-                c.skipped,
-                c.rate()
-            );
-        }
+        print_table("category", &self.categories);
         let rejected =
             |c: &&CaseResult| c.status == "passed" && c.reason.starts_with("rejected as expected");
         let rejections = self.cases.iter().filter(rejected).count();
@@ -125,6 +99,23 @@ impl Report {
             t.passed,
             t.passed + t.failed,
             t.rate()
+        );
+    }
+}
+
+/// One row of counts per name, under a header naming the first column.
+fn print_table(first_column: &str, rows: &BTreeMap<String, Counts>) {
+    println!(
+        "{first_column:<60} {:>7} {:>7} {:>7} {:>7}",
+        "passed", "failed", "skipped", "pass %"
+    );
+    for (name, c) in rows {
+        println!(
+            "{name:<60} {:>7} {:>7} {:>7} {:>6.1}%",
+            c.passed,
+            c.failed,
+            c.skipped,
+            c.rate()
         );
     }
 }
