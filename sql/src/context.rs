@@ -405,8 +405,16 @@ impl KsqlContext {
             .unwrap_or_else(|| create.name.clone());
         let (mut key_format, value_format) =
             formats(props, Some((&source.key_format, &source.value_format)))?;
-        if key_format == Format::None && planned.schema.key_count() > 0 {
+        let explicit_key_format =
+            props.get("KEY_FORMAT").is_some() || props.get("FORMAT").is_some();
+        if key_format == Format::None && planned.schema.key_count() > 0 && !explicit_key_format {
             key_format = Format::Kafka;
+        }
+        if planned.schema.key_count() == 0 {
+            if explicit_key_format && key_format != Format::None {
+                return statement_err!("Key format specified for stream without key columns.");
+            }
+            key_format = Format::None;
         }
         check_formats(&planned.schema, &key_format, &value_format)?;
         let wrap_single_value = wrap_single_value(props, &planned.schema, &value_format)?;
@@ -868,6 +876,15 @@ fn formats(
 
 fn check_formats(schema: &LogicalSchema, key: &Format, value: &Format) -> Result<()> {
     let keys: Vec<&Column> = schema.key_columns().collect();
+    if let Some(k) = keys.iter().find(|k| contains_map(&k.sql_type)) {
+        // Map entries have no canonical order, so equal keys could
+        // serialise differently and land in different partitions.
+        return statement_err!(
+            "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column type: {}. See https://github.com/confluentinc/ksql/issues/6621 for more.",
+            k.name,
+            k.sql_type
+        );
+    }
     let values: Vec<&Column> = schema.value_columns().collect();
     key.validate(&keys, ColumnKind::Key).map_err(|e| {
         SqlError::Statement(format!(
@@ -884,6 +901,15 @@ fn check_formats(schema: &LogicalSchema, key: &Format, value: &Format) -> Result
         ))
     })?;
     Ok(())
+}
+
+fn contains_map(t: &SqlType) -> bool {
+    match t {
+        SqlType::Map(_, _) => true,
+        SqlType::Array(e) => contains_map(e),
+        SqlType::Struct(fields) => fields.iter().any(|(_, t)| contains_map(t)),
+        _ => false,
+    }
 }
 
 fn engine_message(e: sluice_engine::EngineError) -> String {

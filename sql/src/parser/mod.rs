@@ -609,9 +609,22 @@ impl<'a> KsqlParser<'a> {
             None
         };
         let partition_by = if self.parse_words(&["PARTITION", "BY"]) {
-            self.p
+            if self.p.peek_token().token == Token::LParen
+                && self.p.peek_nth_token(1).token == Token::RParen
+            {
+                return Err(SqlError::Statement(
+                    "PARTITION BY requires at least one expression".into(),
+                ));
+            }
+            let exprs = self
+                .p
                 .parse_comma_separated(Parser::parse_expr)
-                .map_err(syntax)?
+                .map_err(syntax)?;
+            match <[Expr; 1]>::try_from(exprs) {
+                Ok([Expr::Tuple(items)]) => items,
+                Ok([single]) => vec![single],
+                Err(exprs) => exprs,
+            }
         } else {
             vec![]
         };

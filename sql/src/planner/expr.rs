@@ -259,6 +259,11 @@ impl ExprPlanner<'_> {
                     Some(q) => format!("{q}.{name}"),
                     None => name.to_string(),
                 };
+                if self.clause == "PARTITION BY" {
+                    return statement_err!(
+                        "PARTITION BY column '{shown}' cannot be resolved. '{shown}' must be a column in the source schema since PARTITION BY is applied on the input."
+                    );
+                }
                 statement_err!("{} column '{shown}' cannot be resolved.", self.clause)
             }
         }

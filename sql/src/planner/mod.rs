@@ -110,9 +110,6 @@ impl PlanContext<'_> {
         if !query.joins.is_empty() {
             return not_supported!("JOIN");
         }
-        if !query.partition_by.is_empty() {
-            return not_supported!("PARTITION BY");
-        }
         let source = self
             .catalog
             .source(&query.from.name)
@@ -135,7 +132,8 @@ impl PlanContext<'_> {
             // SELECT; they come from the aggregate, not from the input.
             scope = with_window_bounds(scope, query.from.alias.as_deref().unwrap_or(&source.name))?;
         }
-        let items = expand_select(&query.select, &source, &scope)?;
+        let partition = self.partition_by(query, &scope, &source)?;
+        let items = expand_select(&query.select, &source, &scope, partition.as_ref())?;
 
         let select_planner = ExprPlanner {
             scope: &scope,
@@ -166,6 +164,9 @@ impl PlanContext<'_> {
 
         let is_aggregate =
             !query.group_by.is_empty() || converted.iter().any(|(e, _, _)| contains_aggregate(e));
+        if is_aggregate && partition.is_some() {
+            return statement_err!("PARTITION BY and GROUP BY in the same query is not supported.");
+        }
         if is_aggregate {
             let (ops, schema) =
                 self.plan_aggregate(query, &scope, &source, converted, table_keys)?;
@@ -188,7 +189,8 @@ impl PlanContext<'_> {
         if query.emit == Some(Emit::Final) {
             return statement_err!("EMIT FINAL is only supported for windowed aggregations.");
         }
-        let (columns, _) = self.name_columns(&converted, &scope, &source, sink_name)?;
+        let (columns, _) =
+            self.name_columns(&converted, &scope, &source, sink_name, partition.as_ref())?;
         let schema =
             self.finish_projection(columns, &scope, &mut operators, source.window.is_some())?;
         Ok(PlannedQuery {
@@ -208,6 +210,7 @@ impl PlanContext<'_> {
         scope: &Scope,
         source: &DataSource,
         sink_name: &str,
+        partition: Option<&PartitionBy>,
     ) -> Result<(Vec<OutputColumn>, ())> {
         let mut namer = ColumnNamer::new(
             converted
@@ -221,17 +224,22 @@ impl PlanContext<'_> {
                 .clone()
                 .or_else(|| derived_name(sql))
                 .unwrap_or_else(|| namer.next());
-            let key_ref = match expr {
-                Expr::Column(c) => scope
+            // The key a select item stands for: a PARTITION BY expression
+            // when the query re-keys, else a key column of the source.
+            let key_ref: Option<String> = match (partition, expr) {
+                (Some(p), e) => p
+                    .exprs
+                    .iter()
+                    .position(|k| k == e)
+                    .map(|i| p.key_names[i].clone()),
+                (None, Expr::Column(c)) => scope
                     .by_field(&c.name)
-                    .filter(|sc| sc.kind == Some(ColumnKind::Key)),
-                _ => None,
+                    .filter(|sc| sc.kind == Some(ColumnKind::Key))
+                    .map(|sc| sc.name.clone()),
+                (None, _) => None,
             };
-            if let Some(key) = key_ref {
-                keys_seen
-                    .entry(key.name.clone())
-                    .or_default()
-                    .push(name.clone());
+            if let Some(key) = &key_ref {
+                keys_seen.entry(key.clone()).or_default().push(name.clone());
             }
             let kind = if key_ref.is_some() {
                 ColumnKind::Key
@@ -257,13 +265,45 @@ impl PlanContext<'_> {
                 );
             }
         }
+        let keyless_stream_allowed = self.new_planner && source.kind == SourceKind::Stream;
+        if let Some(p) = partition {
+            let missing: Vec<&String> = p
+                .key_names
+                .iter()
+                .zip(&p.texts)
+                .filter(|(name, _)| !keys_seen.contains_key(*name))
+                .map(|(_, text)| text)
+                .collect();
+            if !missing.is_empty() && !keyless_stream_allowed {
+                let texts: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
+                let noun = if texts.len() == 1 {
+                    "expression"
+                } else {
+                    "expressions"
+                };
+                return statement_err!(
+                    "The query used to build `{sink_name}` must include the partitioning {noun} {} in its projection (eg, SELECT {}...).",
+                    join_and(&texts),
+                    texts.join(", ")
+                );
+            }
+            // Keys follow the PARTITION BY order.
+            columns.sort_by_key(|c| match c.kind {
+                ColumnKind::Key => p
+                    .exprs
+                    .iter()
+                    .position(|k| *k == c.expr)
+                    .unwrap_or(usize::MAX),
+                ColumnKind::Value => usize::MAX,
+            });
+            return Ok((columns, ()));
+        }
         let missing: Vec<String> = source
             .schema
             .key_columns()
             .filter(|k| !keys_seen.contains_key(&k.name))
             .map(|k| k.name.clone())
             .collect();
-        let keyless_stream_allowed = self.new_planner && source.kind == SourceKind::Stream;
         if !missing.is_empty() && !keyless_stream_allowed {
             let (noun, eg) = if missing.len() == 1 {
                 ("column", missing[0].clone())
@@ -314,7 +354,7 @@ impl PlanContext<'_> {
         for c in &columns {
             let data_type = c.expr.get_type(&scope.df)?;
             let sql_type = SqlType::from_arrow(&data_type)?;
-            if RESERVED_NAMES.contains(&c.name.as_str()) {
+            if RESERVED_NAMES.contains(&c.name.as_str()) && c.kind == ColumnKind::Value {
                 return statement_err!(
                     "Reserved column name in select: `{}`. Please remove or alias the column.",
                     c.name
@@ -678,6 +718,109 @@ impl PlanContext<'_> {
     }
 }
 
+/// A PARTITION BY clause, planned: the new key of every row.
+pub(crate) struct PartitionBy {
+    /// The key expressions over the source; empty for `PARTITION BY NULL`.
+    exprs: Vec<Expr>,
+    sql: Vec<SqlExpr>,
+    /// How ksqlDB prints each expression in messages (`ABS(INPUT.ID)`).
+    texts: Vec<String>,
+    /// Identifies each key in duplicate-key messages.
+    key_names: Vec<String>,
+    /// Source columns that are themselves a partitioning expression.
+    column_names: Vec<String>,
+}
+
+impl PlanContext<'_> {
+    fn partition_by(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        source: &DataSource,
+    ) -> Result<Option<PartitionBy>> {
+        if query.partition_by.is_empty() {
+            return Ok(None);
+        }
+        if source.kind == SourceKind::Table {
+            return statement_err!(
+                "Invalid PARTITION BY on a TABLE: a table's key is its primary key. Re-key a table with GROUP BY."
+            );
+        }
+        let is_null = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if v.value == datafusion::sql::sqlparser::ast::Value::Null);
+        if query.partition_by.iter().any(is_null) {
+            if query.partition_by.len() > 1 {
+                return statement_err!("Cannot PARTITION BY multiple columns including NULL");
+            }
+            return Ok(Some(PartitionBy {
+                exprs: vec![],
+                sql: vec![],
+                texts: vec![],
+                key_names: vec![],
+                column_names: vec![],
+            }));
+        }
+        let planner = ExprPlanner {
+            scope,
+            functions: self.functions,
+            clause: "PARTITION BY",
+            allow_aggregates: false,
+        };
+        let qualifier = query.from.alias.as_deref().unwrap_or(&source.name);
+        let mut partition = PartitionBy {
+            exprs: vec![],
+            sql: vec![],
+            texts: vec![],
+            key_names: vec![],
+            column_names: vec![],
+        };
+        for e in &query.partition_by {
+            if let SqlExpr::BinaryOp {
+                op:
+                    datafusion::sql::sqlparser::ast::BinaryOperator::And
+                    | datafusion::sql::sqlparser::ast::BinaryOperator::Or,
+                ..
+            } = e
+            {
+                return statement_err!(
+                    "Syntax Error: PARTITION BY takes value expressions, not conditions: {}",
+                    ksql_text(e)
+                );
+            }
+            let converted = planner.convert(e)?;
+            let text = ksql_text(&qualify_columns(e, qualifier, scope));
+            if let Expr::Column(c) = &converted
+                && let Some(sc) = scope.by_field(&c.name)
+            {
+                partition.column_names.push(sc.name.clone());
+            }
+            partition
+                .key_names
+                .push(derived_name(e).unwrap_or_else(|| text.clone()));
+            partition.exprs.push(converted);
+            partition.sql.push(e.clone());
+            partition.texts.push(text);
+        }
+        Ok(Some(partition))
+    }
+}
+
+/// `e` with every column it names qualified by the source, as ksqlDB
+/// prints expressions in messages.
+fn qualify_columns(e: &SqlExpr, qualifier: &str, scope: &Scope) -> SqlExpr {
+    use datafusion::sql::sqlparser::ast::{Ident, visit_expressions_mut};
+    let mut e = e.clone();
+    let _ = visit_expressions_mut(&mut e, |node| {
+        if let SqlExpr::Identifier(ident) = node
+            && scope.resolve(None, &normalize_ident(ident)).is_some()
+        {
+            *node =
+                SqlExpr::CompoundIdentifier(vec![Ident::new(qualifier.to_string()), ident.clone()]);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    e
+}
+
 /// Pseudo columns: readable in queries, never the name of a result column.
 const RESERVED_NAMES: [&str; 5] = [ROWTIME, ROWPARTITION, ROWOFFSET, WINDOWSTART, WINDOWEND];
 
@@ -785,16 +928,42 @@ fn with_window_bounds(scope: Scope, qualifier: &str) -> Result<Scope> {
 }
 
 /// Expands `*` and `alias.*` into the source's key and value columns.
+///
+/// Under PARTITION BY, `*` is the re-keyed row: the partitioning
+/// expressions, then the value columns, then the old key columns.
 fn expand_select(
     items: &[SelectItem],
     source: &DataSource,
     scope: &Scope,
+    partition: Option<&PartitionBy>,
 ) -> Result<Vec<(SqlExpr, Option<String>)>> {
     let mut out = Vec::new();
     let star = |out: &mut Vec<(SqlExpr, Option<String>)>| {
-        for c in source.schema.columns() {
-            let ident = datafusion::sql::sqlparser::ast::Ident::with_quote('`', c.name.clone());
-            out.push((SqlExpr::Identifier(ident), None));
+        let ident = |name: &str| {
+            SqlExpr::Identifier(datafusion::sql::sqlparser::ast::Ident::with_quote(
+                '`',
+                name.to_string(),
+            ))
+        };
+        match partition {
+            None => {
+                for c in source.schema.columns() {
+                    out.push((ident(&c.name), None));
+                }
+            }
+            Some(p) => {
+                for e in &p.sql {
+                    out.push((e.clone(), None));
+                }
+                let re_keyed = source
+                    .schema
+                    .value_columns()
+                    .chain(source.schema.key_columns())
+                    .filter(|c| !p.column_names.contains(&c.name));
+                for c in re_keyed {
+                    out.push((ident(&c.name), None));
+                }
+            }
         }
     };
     for item in items {
