@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use sluice_engine::format::Format;
 use sluice_engine::processing_log::ProcessingLog;
 use sluice_engine::query::{
-    PersistentQuery, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampSource,
+    PersistentQuery, QueryInput, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampSource,
 };
 use sluice_engine::runtime::Runtime;
 use sluice_engine::schema::{Column, ColumnKind, LogicalSchema, SqlType};
@@ -356,6 +356,7 @@ impl KsqlContext {
             state: &self.state,
             new_planner,
             flush_interval,
+            topics: Some(self.runtime.backend().as_ref()),
         }
     }
 
@@ -454,12 +455,17 @@ impl KsqlContext {
             SourceKind::Table => format!("CTAS_{}", create.name),
         };
         let query_id = catalog.next_query_id(&prefix);
-        self.start_query(&query_id, &source, planned.operators, &sink)?;
+        let sources = planned
+            .inputs
+            .iter()
+            .map(|i| i.source.name.clone())
+            .collect();
+        self.start_query(&query_id, planned, &sink)?;
         catalog.put_query(QueryInfo {
             id: query_id.clone(),
             sql: sql.to_string(),
             sink: sink.name.clone(),
-            sources: vec![source.name.clone()],
+            sources,
         });
         let sink_name = sink.name.clone();
         catalog.put_source(sink);
@@ -473,29 +479,21 @@ impl KsqlContext {
     fn start_query(
         &self,
         query_id: &str,
-        source: &DataSource,
-        operators: Vec<Box<dyn sluice_engine::operator::Operator>>,
+        planned: crate::planner::PlannedQuery,
         sink: &DataSource,
     ) -> Result<()> {
-        let timestamp = match &source.timestamp_column {
-            Some(name) => TimestampSource::Column(
-                source.schema.columns().iter().position(|c| &c.name == name).ok_or_else(|| {
-                    SqlError::Statement(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"))
-                })?,
-            ),
-            None => TimestampSource::RecordTime,
-        };
+        let mut inputs = Vec::new();
+        for input in planned.inputs {
+            inputs.push(QueryInput {
+                source: source_spec(&input.source)?,
+                operators: input.operators,
+            });
+        }
         let plan = QueryPlan {
             id: query_id.to_string(),
-            source: SourceSpec {
-                topic: source.topic.clone(),
-                schema: source.schema.clone(),
-                codec: source.codec(),
-                is_table: source.kind == SourceKind::Table,
-                timestamp,
-                window: source.window,
-            },
-            operators,
+            inputs,
+            joins: planned.joins,
+            operators: planned.operators,
             sink: SinkSpec {
                 topic: sink.topic.clone(),
                 schema: sink.schema.clone(),
@@ -548,13 +546,17 @@ impl KsqlContext {
             );
         }
         let query_id = catalog.next_query_id("INSERTQUERY");
-        let source = planned.source.clone();
-        self.start_query(&query_id, &source, planned.operators, &sink)?;
+        let sources = planned
+            .inputs
+            .iter()
+            .map(|i| i.source.name.clone())
+            .collect();
+        self.start_query(&query_id, planned, &sink)?;
         catalog.put_query(QueryInfo {
             id: query_id.clone(),
             sql: sql.to_string(),
             sink: sink.name.clone(),
-            sources: vec![source.name.clone()],
+            sources,
         });
         Ok(StatementResult::QueryStarted {
             message: format!("Created query with ID {query_id}"),
@@ -803,6 +805,33 @@ impl KsqlContext {
             message: format!("Terminated: {}", ids.join(", ")),
         })
     }
+}
+
+/// How a query reads `source`.
+fn source_spec(source: &DataSource) -> Result<SourceSpec> {
+    let timestamp = match &source.timestamp_column {
+        Some(name) => TimestampSource::Column(
+            source
+                .schema
+                .columns()
+                .iter()
+                .position(|c| &c.name == name)
+                .ok_or_else(|| {
+                    SqlError::Statement(format!(
+                        "The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"
+                    ))
+                })?,
+        ),
+        None => TimestampSource::RecordTime,
+    };
+    Ok(SourceSpec {
+        topic: source.topic.clone(),
+        schema: source.schema.clone(),
+        codec: source.codec(),
+        is_table: source.kind == SourceKind::Table,
+        timestamp,
+        window: source.window,
+    })
 }
 
 fn parse_count(value: &PropertyValue, name: &str) -> Result<u32> {

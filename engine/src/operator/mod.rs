@@ -1,13 +1,20 @@
 //! Operators: the steps of a persistent query between source and sink.
 //!
 //! Every operator consumes and produces [`ChangeBatch`]es. One file per
-//! operator: [`filter`], [`projection`], [`group_aggregate`].
+//! operator: [`filter`], [`projection`], [`group_aggregate`], the window
+//! aggregates, and the joins ([`JoinOperator`]s with two inputs:
+//! [`stream_stream_join`], [`stream_table_join`], [`table_table_join`],
+//! sharing [`join_rows`]).
 
 pub mod accumulators;
 pub mod filter;
 pub mod group_aggregate;
+pub mod join_rows;
 pub mod projection;
 pub mod session_window_aggregate;
+pub mod stream_stream_join;
+pub mod stream_table_join;
+pub mod table_table_join;
 pub mod time_window_aggregate;
 
 use std::sync::Arc;
@@ -59,6 +66,20 @@ pub trait Operator: Send {
     fn flush(&mut self, _ctx: &OperatorContext) -> Result<Option<ChangeBatch>> {
         Ok(None)
     }
+}
+
+/// A step with two inputs: a join. Batches arrive on either side; the
+/// layout of sides and output is described in [`join_rows`].
+pub trait JoinOperator: Send {
+    fn name(&self) -> &'static str;
+    fn output_schema(&self) -> SchemaRef;
+    fn process(
+        &mut self,
+        side: join_rows::JoinSide,
+        input: ChangeBatch,
+        ctx: &OperatorContext,
+    ) -> Result<ChangeBatch>;
+    fn state_rows(&self) -> usize;
 }
 
 /// Evaluates `expr` over the whole batch; if that fails, row by row, so one

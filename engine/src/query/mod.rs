@@ -1,8 +1,10 @@
-//! Persistent queries: a source topic, a chain of operators, a sink topic.
+//! Persistent queries: source topics, chains of operators, a sink topic.
 //!
 //! [`QueryPlan`] is what the SQL layer builds; [`PersistentQuery`] runs it:
-//! each [`PersistentQuery::poll_once`] reads what its source has, decodes it
-//! ([`source`]), runs the operators, and writes the results ([`sink`]).
+//! each [`PersistentQuery::poll_once`] reads what its sources have, decodes
+//! it ([`source`]), runs it through its input's operators, the joins (if
+//! any, see [`JoinStage`]) and the final operators, and writes the results
+//! ([`sink`]).
 
 pub mod sink;
 pub mod source;
@@ -13,7 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 use crate::format::RecordCodec;
-use crate::operator::{Operator, OperatorContext};
+use crate::operator::join_rows::JoinSide;
+use crate::operator::{JoinOperator, Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
 use crate::schema::LogicalSchema;
 use crate::topic::{TopicBackend, TopicConsumer};
@@ -53,12 +56,55 @@ pub struct SinkSpec {
     pub window: Option<WindowType>,
 }
 
+/// One input of a query: a source topic and the operators that prepare
+/// its rows (for a join: the side's key and layout).
+pub struct QueryInput {
+    pub source: SourceSpec,
+    pub operators: Vec<Box<dyn Operator>>,
+}
+
+/// One join of a query. Joins chain left-deep: stage `k` joins the result
+/// of stage `k - 1` (or input 0) with input `k + 1`.
+pub struct JoinStage {
+    pub join: Box<dyn JoinOperator>,
+    /// Prepare the join's result for the next stage (its join key).
+    pub operators: Vec<Box<dyn Operator>>,
+}
+
 /// A planned query, ready to run.
 pub struct QueryPlan {
     pub id: String,
-    pub source: SourceSpec,
+    pub inputs: Vec<QueryInput>,
+    /// Empty, or one fewer than `inputs`.
+    pub joins: Vec<JoinStage>,
+    /// After the last join (or the single input): to the sink.
     pub operators: Vec<Box<dyn Operator>>,
     pub sink: SinkSpec,
+}
+
+impl QueryPlan {
+    /// A query over one source.
+    pub fn single(
+        id: String,
+        source: SourceSpec,
+        operators: Vec<Box<dyn Operator>>,
+        sink: SinkSpec,
+    ) -> Self {
+        QueryPlan {
+            id,
+            inputs: vec![QueryInput {
+                source,
+                operators: vec![],
+            }],
+            joins: vec![],
+            operators,
+            sink,
+        }
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &SourceSpec> {
+        self.inputs.iter().map(|i| &i.source)
+    }
 }
 
 /// Counters of a running query.
@@ -79,7 +125,8 @@ pub enum QueryState {
 /// A query attached to its topics.
 pub struct PersistentQuery {
     plan: QueryPlan,
-    consumer: Box<dyn TopicConsumer>,
+    /// One per input, in input order.
+    consumers: Vec<Box<dyn TopicConsumer>>,
     backend: Arc<dyn TopicBackend>,
     log: Arc<ProcessingLog>,
     stats: Arc<QueryStats>,
@@ -87,16 +134,28 @@ pub struct PersistentQuery {
 }
 
 impl PersistentQuery {
-    /// Opens the source topic from its beginning.
+    /// Opens the source topics from their beginning.
     pub fn start(
         plan: QueryPlan,
         backend: Arc<dyn TopicBackend>,
         log: Arc<ProcessingLog>,
     ) -> Result<Self> {
-        let consumer = backend.consumer(&plan.source.topic)?;
+        if !plan.joins.is_empty() && plan.joins.len() + 1 != plan.inputs.len() {
+            return Err(crate::error::EngineError::Plan(format!(
+                "a query with {} joins needs {} inputs, not {}",
+                plan.joins.len(),
+                plan.joins.len() + 1,
+                plan.inputs.len()
+            )));
+        }
+        let consumers = plan
+            .inputs
+            .iter()
+            .map(|i| backend.consumer(&i.source.topic))
+            .collect::<Result<Vec<_>>>()?;
         Ok(PersistentQuery {
             plan,
-            consumer,
+            consumers,
             backend,
             log,
             stats: Arc::new(QueryStats::default()),
@@ -122,11 +181,25 @@ impl PersistentQuery {
 
     /// Rows of operator state the query holds.
     pub fn state_rows(&self) -> usize {
-        self.plan.operators.iter().map(|op| op.state_rows()).sum()
+        let ops = self
+            .plan
+            .inputs
+            .iter()
+            .flat_map(|i| i.operators.iter())
+            .chain(self.plan.joins.iter().flat_map(|j| j.operators.iter()))
+            .chain(self.plan.operators.iter());
+        ops.map(|op| op.state_rows()).sum::<usize>()
+            + self
+                .plan
+                .joins
+                .iter()
+                .map(|j| j.join.state_rows())
+                .sum::<usize>()
     }
 
-    /// Processes up to `max_records` available records; returns how many
-    /// were consumed (0 when caught up or stopped by an error).
+    /// Processes up to `max_records` available records of each input;
+    /// returns how many were consumed (0 when caught up or stopped by an
+    /// error).
     pub fn poll_once(&mut self, max_records: usize) -> usize {
         if self.state != QueryState::Running {
             return 0;
@@ -141,8 +214,8 @@ impl PersistentQuery {
         }
     }
 
-    /// Lets each operator emit what it held back, through the operators
-    /// after it, to the sink.
+    /// Lets each operator after the joins emit what it held back, through
+    /// the operators after it, to the sink.
     fn flush_operators(&mut self) -> Result<()> {
         let ctx = OperatorContext {
             query_id: &self.plan.id,
@@ -164,30 +237,74 @@ impl PersistentQuery {
     }
 
     fn try_poll(&mut self, max_records: usize) -> Result<usize> {
-        let records = self.consumer.poll(max_records)?;
-        if records.is_empty() {
+        let mut consumed = 0;
+        for input in 0..self.consumers.len() {
+            consumed += self.poll_input(input, max_records)?;
+        }
+        if consumed == 0 {
             self.flush_operators()?;
+        }
+        Ok(consumed)
+    }
+
+    fn poll_input(&mut self, input: usize, max_records: usize) -> Result<usize> {
+        let records = self.consumers[input].poll(max_records)?;
+        if records.is_empty() {
             return Ok(0);
         }
         let consumed = records.len();
         self.stats
             .records_in
             .fetch_add(consumed as u64, Ordering::Relaxed);
+        let plan = &mut self.plan;
         let ctx = OperatorContext {
-            query_id: &self.plan.id,
+            query_id: &plan.id,
             log: &self.log,
         };
-        let batch: ChangeBatch = source::decode(&self.plan.source, &records, &ctx)?;
+        let source = &mut plan.inputs[input];
+        let mut batch: ChangeBatch = source::decode(&source.source, &records, &ctx)?;
+        batch = run(&mut source.operators, batch, &ctx)?;
+        if !plan.joins.is_empty() {
+            // Input 0 is the left side of the first join; input k the
+            // right side of join k - 1. Results flow on as left sides.
+            let (first, mut side) = match input {
+                0 => (0, JoinSide::Left),
+                k => (k - 1, JoinSide::Right),
+            };
+            for stage in &mut plan.joins[first..] {
+                if batch.num_rows() == 0 {
+                    return Ok(consumed);
+                }
+                batch = stage.join.process(side, batch, &ctx)?;
+                batch = run(&mut stage.operators, batch, &ctx)?;
+                side = JoinSide::Left;
+            }
+        }
         finish(
-            &mut self.plan.operators,
+            &mut plan.operators,
             batch,
-            &self.plan.sink,
+            &plan.sink,
             self.backend.as_ref(),
             &self.stats,
             &ctx,
         )?;
         Ok(consumed)
     }
+}
+
+/// Runs `batch` through `operators`.
+fn run(
+    operators: &mut [Box<dyn Operator>],
+    mut batch: ChangeBatch,
+    ctx: &OperatorContext,
+) -> Result<ChangeBatch> {
+    for op in operators {
+        if batch.num_rows() == 0 {
+            break;
+        }
+        batch = op.process(batch, ctx)?;
+    }
+    Ok(batch)
 }
 
 /// Runs `batch` through `operators` and writes what comes out to the sink.

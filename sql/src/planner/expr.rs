@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType as SqlDataType, Expr as SqlExpr, FunctionArg,
-    FunctionArgExpr, FunctionArguments, LambdaFunction, LambdaSyntax, OneOrManyWithParens,
+    FunctionArgExpr, FunctionArguments, Ident, LambdaFunction, LambdaSyntax, OneOrManyWithParens,
     Subscript, UnaryOperator, Value,
 };
 use sluice_engine::format::decimal::parse_decimal;
@@ -77,10 +77,15 @@ fn column(field: &str) -> Expr {
 impl ExprPlanner<'_> {
     pub fn convert(&self, e: &SqlExpr) -> Result<Expr> {
         Ok(match e {
-            SqlExpr::Identifier(ident) => self.column_ref(None, &normalize_ident(ident))?,
-            SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => self.column_ref(
-                Some(&normalize_ident(&parts[0])),
-                &normalize_ident(&parts[1]),
+            SqlExpr::Identifier(ident) => {
+                at_position(ident, self.column_ref(None, &normalize_ident(ident)))?
+            }
+            SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => at_position(
+                &parts[0],
+                self.column_ref(
+                    Some(&normalize_ident(&parts[0])),
+                    &normalize_ident(&parts[1]),
+                ),
             )?,
             SqlExpr::Value(v) => literal(&v.value)?,
             SqlExpr::Nested(inner) => self.convert(inner)?,
@@ -252,6 +257,26 @@ impl ExprPlanner<'_> {
     }
 
     fn column_ref(&self, qualifier: Option<&str>, name: &str) -> Result<Expr> {
+        if qualifier.is_none() {
+            let owners: Vec<&str> = self
+                .scope
+                .columns
+                .iter()
+                .filter(|c| c.name == name)
+                .map(|c| c.qualifier.as_deref())
+                .collect::<Option<Vec<&str>>>()
+                .unwrap_or_default();
+            if owners.len() > 1 {
+                let list: Vec<String> = owners.iter().map(|q| format!("{q}.{name}")).collect();
+                let (init, last) = list.split_at(list.len() - 1);
+                return statement_err!(
+                    "Column '{name}' is ambiguous. Could be {}{}{}.",
+                    init.join(", "),
+                    if init.is_empty() { "" } else { " or " },
+                    last.join("")
+                );
+            }
+        }
         match self.scope.resolve(qualifier, name) {
             Some(c) => Ok(column(&c.field)),
             None => {
@@ -616,6 +641,20 @@ pub fn literal(v: &Value) -> Result<Expr> {
         Value::Null => Expr::Literal(ScalarValue::Null, None),
         other => return not_supported!("literal {other}"),
     })
+}
+
+/// Prefixes an unresolved-column error with where the column is written,
+/// as ksqlDB does.
+fn at_position(ident: &Ident, result: Result<Expr>) -> Result<Expr> {
+    match result {
+        Err(SqlError::Statement(m)) if ident.span.start.line > 0 => {
+            Err(SqlError::Statement(format!(
+                "Line: {}, Col: {}: {m}",
+                ident.span.start.line, ident.span.start.column
+            )))
+        }
+        other => other,
+    }
 }
 
 /// Renders an expression the way ksqlDB prints it in messages.

@@ -8,6 +8,7 @@
 //! DataFusion physical expressions; operators come from `sluice-engine`.
 
 pub mod expr;
+mod join;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,9 +42,21 @@ use crate::functions::FunctionRegistry;
 use crate::parser::{Emit, Query, SourceKind, WindowKind, WindowSpec, normalize_ident};
 use crate::{not_supported, statement_err};
 
+/// One source of a planned query and what prepares its rows.
+pub struct PlannedInput {
+    pub source: Arc<DataSource>,
+    pub operators: Vec<Box<dyn Operator>>,
+}
+
 /// The result of planning a query.
 pub struct PlannedQuery {
+    /// The first source (FROM): sinks inherit its formats and partitions.
     pub source: Arc<DataSource>,
+    /// Every source, in FROM/JOIN order.
+    pub inputs: Vec<PlannedInput>,
+    /// One per JOIN, left-deep.
+    pub joins: Vec<sluice_engine::query::JoinStage>,
+    /// After the joins (or the only input), up to the sink.
     pub operators: Vec<Box<dyn Operator>>,
     /// Key and value columns of the result.
     pub schema: LogicalSchema,
@@ -63,6 +76,8 @@ pub struct PlanContext<'a> {
     /// `ksql.streams.commit.interval.ms`: how long windowed aggregates hold
     /// and coalesce updates; none emits after every input batch.
     pub flush_interval: Option<std::time::Duration>,
+    /// Where source topics live (joins check co-partitioning).
+    pub topics: Option<&'a dyn sluice_engine::topic::TopicBackend>,
 }
 
 /// One output column being planned.
@@ -108,7 +123,7 @@ impl PlanContext<'_> {
     /// Plans `query` whose result will be called `sink_name`.
     pub fn plan(&self, query: &Query, sink_name: &str) -> Result<PlannedQuery> {
         if !query.joins.is_empty() {
-            return not_supported!("JOIN");
+            return self.plan_join(query, sink_name);
         }
         let source = self
             .catalog
@@ -173,6 +188,11 @@ impl PlanContext<'_> {
             operators.extend(ops);
             let window = query.window.as_ref().map(window_type).or(source.window);
             return Ok(PlannedQuery {
+                inputs: vec![PlannedInput {
+                    source: source.clone(),
+                    operators: vec![],
+                }],
+                joins: vec![],
                 source,
                 operators,
                 schema,
@@ -194,6 +214,11 @@ impl PlanContext<'_> {
         let schema =
             self.finish_projection(columns, &scope, &mut operators, source.window.is_some())?;
         Ok(PlannedQuery {
+            inputs: vec![PlannedInput {
+                source: source.clone(),
+                operators: vec![],
+            }],
+            joins: vec![],
             source: source.clone(),
             operators,
             schema,
