@@ -413,7 +413,8 @@ impl PlanContext<'_> {
         if query.emit == Some(Emit::Final) {
             return statement_err!("EMIT FINAL is only supported for windowed aggregations.");
         }
-        let columns = self.name_join_columns(&converted, &scope, &joined.keys, sink_name)?;
+        let columns =
+            self.name_join_columns(&converted, &scope, &joined.keys, &inputs, sink_name)?;
         let schema = self.finish_projection(columns, &scope, &mut operators, false)?;
         let _ = joined.fields;
         Ok(PlannedQuery {
@@ -502,6 +503,10 @@ impl PlanContext<'_> {
         let (Some(l), Some(r)) = (keyed_source(left), keyed_source(right)) else {
             return Ok(());
         };
+        if l.source.kind == SourceKind::Table && r.source.kind == SourceKind::Table {
+            // Table-table joins read both tables whole.
+            return Ok(());
+        }
         let partitions =
             |i: &JoinInput| topics.describe_topic(&i.source.topic).map(|t| t.partitions);
         if let (Some(lp), Some(rp)) = (partitions(l), partitions(r))
@@ -601,20 +606,33 @@ impl PlanContext<'_> {
         converted: &[(Expr, &SqlExpr, Option<String>)],
         scope: &Scope,
         keys: &JoinKeys,
+        inputs: &[JoinInput],
         sink_name: &str,
     ) -> Result<Vec<super::OutputColumn>> {
         let mut namer = super::ColumnNamer::new(
             converted
                 .iter()
-                .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e))),
+                .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
         );
+        // The key is the first join expression (left before right) that
+        // the projection selects.
+        let preferred: Option<&Expr> = if keys.synthetic {
+            converted
+                .iter()
+                .map(|(e, _, _)| e)
+                .find(|e| **e == keys.key)
+        } else {
+            keys.candidates
+                .iter()
+                .find(|c| converted.iter().any(|(e, _, _)| e == *c))
+        };
         let mut columns = Vec::new();
         let mut key_item: Option<(Expr, String)> = None;
         let mut duplicates: Vec<String> = Vec::new();
         for (expr, sql, alias) in converted {
             let name = alias
                 .clone()
-                .or_else(|| join_derived_name(sql))
+                .or_else(|| join_derived_name(sql, inputs))
                 .unwrap_or_else(|| namer.next());
             if matches!(
                 expr,
@@ -624,11 +642,7 @@ impl PlanContext<'_> {
                     "Can't infer a type of null. Please explicitly cast it to a required type, e.g. CAST(null AS VARCHAR)."
                 );
             }
-            let is_key = if keys.synthetic {
-                *expr == keys.key
-            } else {
-                keys.candidates.contains(expr)
-            };
+            let is_key = Some(expr) == preferred;
             if is_key {
                 match &key_item {
                     None => {
@@ -969,14 +983,26 @@ fn qualified_text(e: &SqlExpr, inputs: &[JoinInput]) -> String {
     ksql_text(&qualify_all(e, inputs))
 }
 
-/// ksqlDB names a qualified column of a join `ALIAS_COLUMN`.
-fn join_derived_name(e: &SqlExpr) -> Option<String> {
+/// ksqlDB names a qualified column of a join after the column when no
+/// other source has a column of that name, else `ALIAS_COLUMN`.
+fn join_derived_name(e: &SqlExpr, inputs: &[JoinInput]) -> Option<String> {
     match e {
-        SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => Some(format!(
-            "{}_{}",
-            normalize_ident(&parts[0]),
-            normalize_ident(&parts[1])
-        )),
+        SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            let column = normalize_ident(&parts[1]);
+            let owners = if PSEUDO_COLUMNS.contains(&column.as_str()) {
+                inputs.len()
+            } else {
+                inputs
+                    .iter()
+                    .filter(|i| i.source.schema.find(&column).is_some())
+                    .count()
+            };
+            if owners > 1 {
+                Some(format!("{}_{column}", normalize_ident(&parts[0])))
+            } else {
+                Some(column)
+            }
+        }
         other => super::expr::derived_name(other),
     }
 }
@@ -1000,7 +1026,7 @@ fn expand_join_select(
                         Ident::with_quote('`', input.alias.clone()),
                         Ident::with_quote('`', c.name.clone()),
                     ]),
-                    None,
+                    Some(format!("{}_{}", input.alias, c.name)),
                 )
             })
             .collect()
