@@ -47,7 +47,15 @@ impl Filter {
         schema: SchemaRef,
         key_count: usize,
     ) -> Result<Self> {
-        let mut key_columns: Vec<usize> = (0..key_count).collect();
+        Self::for_table_keyed_by(predicate, schema, (0..key_count).collect())
+    }
+
+    /// A table filter whose key is the given columns (and the window).
+    pub fn for_table_keyed_by(
+        predicate: Arc<dyn PhysicalExpr>,
+        schema: SchemaRef,
+        mut key_columns: Vec<usize>,
+    ) -> Result<Self> {
         for name in [crate::window::WINDOWSTART, crate::window::WINDOWEND] {
             if let Ok(i) = schema.index_of(name) {
                 key_columns.push(i);

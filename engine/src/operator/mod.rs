@@ -4,10 +4,12 @@
 //! operator: [`filter`], [`projection`], [`group_aggregate`], the window
 //! aggregates, and the joins ([`JoinOperator`]s with two inputs:
 //! [`stream_stream_join`], [`stream_table_join`], [`table_table_join`],
+//! [`foreign_key_join`],
 //! sharing [`join_rows`]).
 
 pub mod accumulators;
 pub mod filter;
+pub mod foreign_key_join;
 pub mod group_aggregate;
 pub mod join_rows;
 pub mod projection;

@@ -23,6 +23,7 @@ use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr, visit_exp
 use sluice_engine::operator::JoinOperator;
 use sluice_engine::operator::Operator;
 use sluice_engine::operator::filter::Filter;
+use sluice_engine::operator::foreign_key_join::ForeignKeyJoin;
 use sluice_engine::operator::join_rows::JoinKind as EngineJoinKind;
 use sluice_engine::operator::projection::Projection;
 use sluice_engine::operator::stream_stream_join::{JoinWindow, StreamStreamJoin};
@@ -59,6 +60,15 @@ pub(crate) struct JoinKeys {
     pub synthetic: bool,
     /// Set for FULL OUTER joins, whose message explains the synthetic key.
     pub outer: bool,
+    /// For a foreign-key join: the left table's primary key columns, all
+    /// of which the projection must select as the result's key.
+    pub foreign: Option<ForeignKeys>,
+}
+
+pub(crate) struct ForeignKeys {
+    pub columns: Vec<Expr>,
+    pub names: Vec<String>,
+    pub table: String,
 }
 
 /// One source of a join.
@@ -77,6 +87,8 @@ struct Joined {
     /// The fields of the last output, to carry into the next stage.
     fields: Vec<Field>,
     keys: JoinKeys,
+    /// Where the result's table key is in the output (for WHERE).
+    key_columns: Vec<usize>,
 }
 
 impl PlanContext<'_> {
@@ -144,6 +156,7 @@ impl PlanContext<'_> {
             };
             let kind = engine_kind(join.kind);
             let shown = format!("{left_name} {} JOIN {}", join_word(join.kind), right.alias);
+            let mut foreign_key = false;
             let result_kind = match (left_kind, right_kind) {
                 (SourceKind::Stream, SourceKind::Stream) => {
                     if join.within.is_none() {
@@ -200,12 +213,25 @@ impl PlanContext<'_> {
                         Some(j) => j.keys.candidates.contains(&left_expr),
                     };
                     if !left_is_key {
-                        if k > 0 || inputs.len() > 2 {
+                        if k > 0 {
                             return statement_err!(
                                 "Invalid join condition: foreign-key table-table joins are not supported as part of n-way joins. Got {left_text} = {right_text}."
                             );
                         }
-                        return not_supported!("foreign-key table-table joins");
+                        match join.kind {
+                            JoinKind::Inner | JoinKind::Left => {}
+                            JoinKind::Right => {
+                                return statement_err!(
+                                    "RIGHT OUTER JOIN on a foreign key is not supported"
+                                );
+                            }
+                            JoinKind::Full => {
+                                return statement_err!(
+                                    "FULL OUTER JOIN on a foreign key is not supported"
+                                );
+                            }
+                        }
+                        foreign_key = true;
                     }
                     SourceKind::Table
                 }
@@ -240,7 +266,15 @@ impl PlanContext<'_> {
             out_fields.push(Field::new(ROWOFFSET, DataType::Int64, false));
             let output: SchemaRef = Arc::new(Schema::new(out_fields.clone()));
 
+            let left_key_count = inputs[0].source.schema.key_count();
             let operator: Box<dyn JoinOperator> = match (left_kind, right_kind) {
+                _ if foreign_key => Box::new(ForeignKeyJoin::new(
+                    kind,
+                    left_schema,
+                    (1..=left_key_count).collect(),
+                    right_schema,
+                    output.clone(),
+                )?),
                 (SourceKind::Stream, SourceKind::Stream) => {
                     let within = join.within.as_ref().ok_or_else(|| {
                         SqlError::Statement("Stream-Stream joins must have a WITHIN clause".into())
@@ -309,7 +343,30 @@ impl PlanContext<'_> {
             // OUTER joins and expressions get a synthetic ROWKEY.
             let mut candidates = Vec::new();
             let mut texts = Vec::new();
-            if join.kind != JoinKind::Full {
+            let mut foreign = None;
+            let mut key_columns = vec![0];
+            if foreign_key {
+                // Keyed by the left table's primary key.
+                let first = &inputs[0];
+                let pk: Vec<&sluice_engine::schema::Column> =
+                    first.source.schema.key_columns().collect();
+                let columns: Vec<Expr> = pk
+                    .iter()
+                    .map(|c| {
+                        Expr::Column(DfColumn::from_name(format!("{}_{}", first.alias, c.name)))
+                    })
+                    .collect();
+                if let [single] = columns.as_slice() {
+                    candidates.push(single.clone());
+                    texts.push(format!("{}.{}", first.alias, pk[0].name));
+                }
+                key_columns = (2..2 + pk.len()).collect();
+                foreign = Some(ForeignKeys {
+                    columns,
+                    names: pk.iter().map(|c| c.name.clone()).collect(),
+                    table: first.source.name.clone(),
+                });
+            } else if join.kind != JoinKind::Full {
                 if let Some(j) = &joined
                     && j.keys.candidates.contains(&left_expr)
                 {
@@ -326,7 +383,7 @@ impl PlanContext<'_> {
                     texts.push(right_text.clone());
                 }
             }
-            let synthetic = candidates.is_empty();
+            let synthetic = candidates.is_empty() && foreign.is_none();
             let key = Expr::Column(DfColumn::from_name(row_key_field(k)));
             let mut scope = scope;
             if synthetic {
@@ -349,7 +406,9 @@ impl PlanContext<'_> {
                     key,
                     synthetic,
                     outer: join.kind == JoinKind::Full,
+                    foreign,
                 },
+                key_columns,
             });
         }
         let Some(joined) = joined else {
@@ -359,7 +418,7 @@ impl PlanContext<'_> {
         // WHERE, then aggregation or projection, over the joined rows.
         let scope = joined.scope;
         let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-        let table_keys = (joined.kind == SourceKind::Table).then_some(1);
+        let table_keys = (joined.kind == SourceKind::Table).then_some(joined.key_columns.len());
         if let Some(predicate) = &query.where_clause {
             let planner = ExprPlanner {
                 scope: &scope,
@@ -369,7 +428,11 @@ impl PlanContext<'_> {
             };
             let predicate = self.physical_expr(planner.convert(predicate)?, &scope)?;
             operators.push(match table_keys {
-                Some(n) => Box::new(Filter::for_table(predicate, scope.arrow.clone(), n)?),
+                Some(_) => Box::new(Filter::for_table_keyed_by(
+                    predicate,
+                    scope.arrow.clone(),
+                    joined.key_columns.clone(),
+                )?),
                 None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
             });
         }
@@ -614,6 +677,9 @@ impl PlanContext<'_> {
                 .iter()
                 .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
         );
+        if let Some(foreign) = &keys.foreign {
+            return name_foreign_key_columns(converted, foreign, scope, inputs, sink_name);
+        }
         // The key is the first join expression (left before right) that
         // the projection selects.
         let preferred: Option<&Expr> = if keys.synthetic {
@@ -719,6 +785,79 @@ impl PlanContext<'_> {
         }
         Ok(columns)
     }
+}
+
+/// Names the select items of a foreign-key join: the left table's
+/// primary key columns are the key, each selected exactly once.
+fn name_foreign_key_columns(
+    converted: &[(Expr, &SqlExpr, Option<String>)],
+    foreign: &ForeignKeys,
+    scope: &Scope,
+    inputs: &[JoinInput],
+    _sink_name: &str,
+) -> Result<Vec<super::OutputColumn>> {
+    let mut namer = super::ColumnNamer::new(
+        converted
+            .iter()
+            .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
+    );
+    let mut seen: Vec<Vec<String>> = vec![vec![]; foreign.columns.len()];
+    let mut columns = Vec::new();
+    for (expr, sql, alias) in converted {
+        let name = alias
+            .clone()
+            .or_else(|| join_derived_name(sql, inputs))
+            .unwrap_or_else(|| namer.next());
+        let kind = match foreign.columns.iter().position(|c| c == expr) {
+            Some(i) => {
+                seen[i].push(name.clone());
+                if seen[i].len() > 1 {
+                    continue;
+                }
+                ColumnKind::Key
+            }
+            None => ColumnKind::Value,
+        };
+        columns.push(super::OutputColumn {
+            name,
+            expr: expr.clone(),
+            kind,
+        });
+    }
+    for (i, names) in seen.iter().enumerate() {
+        if names.len() > 1 {
+            let mut names = names.clone();
+            names.sort();
+            let field = match &foreign.columns[i] {
+                Expr::Column(c) => c.name.clone(),
+                other => other.to_string(),
+            };
+            return statement_err!(
+                "The projection contains a key column (`{field}`) more than once, aliased as: {}.",
+                super::join_and(&names)
+            );
+        }
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .zip(&foreign.names)
+        .filter(|(s, _)| s.is_empty())
+        .map(|(_, n)| format!("`{n}`"))
+        .collect();
+    if !missing.is_empty() {
+        let (what, col) = if missing.len() == 1 {
+            ("column", "column")
+        } else {
+            ("columns", "columns")
+        };
+        return statement_err!(
+            "Primary key {what} missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing {col}: {}.",
+            foreign.table,
+            missing.join(", ")
+        );
+    }
+    let _ = scope;
+    Ok(columns)
 }
 
 trait AsRefField {
