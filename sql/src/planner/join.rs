@@ -436,7 +436,8 @@ impl PlanContext<'_> {
                 None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
             });
         }
-        let items = expand_join_select(query, &inputs, &joined.keys)?;
+        let partition = self.join_partition(query, &scope, joined.kind)?;
+        let items = expand_join_select(query, &inputs, &joined.keys, partition.as_deref())?;
         let select_planner = ExprPlanner {
             scope: &scope,
             functions: self.functions,
@@ -452,8 +453,8 @@ impl PlanContext<'_> {
             || converted
                 .iter()
                 .any(|(e, _, _)| super::contains_aggregate(e));
-        if !query.partition_by.is_empty() {
-            return not_supported!("PARTITION BY on a join");
+        if is_aggregate && partition.is_some() {
+            return statement_err!("PARTITION BY and GROUP BY in the same query is not supported.");
         }
         if is_aggregate {
             let (ops, schema) =
@@ -476,8 +477,10 @@ impl PlanContext<'_> {
         if query.emit == Some(Emit::Final) {
             return statement_err!("EMIT FINAL is only supported for windowed aggregations.");
         }
-        let columns =
-            self.name_join_columns(&converted, &scope, &joined.keys, &inputs, sink_name)?;
+        let columns = match &partition {
+            Some(p) => name_partitioned_columns(&converted, p, &inputs, sink_name)?,
+            None => self.name_join_columns(&converted, &scope, &joined.keys, &inputs, sink_name)?,
+        };
         let schema = self.finish_projection(columns, &scope, &mut operators, false)?;
         let _ = joined.fields;
         Ok(PlannedQuery {
@@ -785,6 +788,123 @@ impl PlanContext<'_> {
         }
         Ok(columns)
     }
+}
+
+/// The new key of a joined stream re-keyed by PARTITION BY.
+struct JoinPartition {
+    exprs: Vec<Expr>,
+    sql: Vec<SqlExpr>,
+    texts: Vec<String>,
+}
+
+impl PlanContext<'_> {
+    fn join_partition(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        kind: SourceKind,
+    ) -> Result<Option<Box<JoinPartition>>> {
+        if query.partition_by.is_empty() {
+            return Ok(None);
+        }
+        if kind == SourceKind::Table {
+            return statement_err!(
+                "Invalid PARTITION BY on a TABLE: a table's key is its primary key. Re-key a table with GROUP BY."
+            );
+        }
+        let planner = ExprPlanner {
+            scope,
+            functions: self.functions,
+            clause: "PARTITION BY",
+            allow_aggregates: false,
+        };
+        let mut p = JoinPartition {
+            exprs: vec![],
+            sql: vec![],
+            texts: vec![],
+        };
+        for e in &query.partition_by {
+            if matches!(e, SqlExpr::Value(v) if v.value == datafusion::sql::sqlparser::ast::Value::Null)
+            {
+                return not_supported!("PARTITION BY NULL on a join");
+            }
+            p.exprs.push(planner.convert(e)?);
+            p.texts.push(ksql_text(e));
+            p.sql.push(e.clone());
+        }
+        Ok(Some(Box::new(p)))
+    }
+}
+
+/// Names the select items of a re-keyed join: the PARTITION BY
+/// expressions are the key, each selected exactly once.
+fn name_partitioned_columns(
+    converted: &[(Expr, &SqlExpr, Option<String>)],
+    partition: &JoinPartition,
+    inputs: &[JoinInput],
+    sink_name: &str,
+) -> Result<Vec<super::OutputColumn>> {
+    let mut namer = super::ColumnNamer::new(
+        converted
+            .iter()
+            .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
+    );
+    let mut seen: Vec<Vec<String>> = vec![vec![]; partition.exprs.len()];
+    let mut columns = Vec::new();
+    for (expr, sql, alias) in converted {
+        let name = alias
+            .clone()
+            .or_else(|| join_derived_name(sql, inputs))
+            .unwrap_or_else(|| namer.next());
+        let kind = match partition.exprs.iter().position(|k| k == expr) {
+            Some(i) => {
+                seen[i].push(name.clone());
+                if seen[i].len() > 1 {
+                    let mut names = seen[i].clone();
+                    names.sort();
+                    return statement_err!(
+                        "The projection contains a key column (`{}`) more than once, aliased as: {}.",
+                        seen[i][0],
+                        super::join_and(&names)
+                    );
+                }
+                ColumnKind::Key
+            }
+            None => ColumnKind::Value,
+        };
+        columns.push(super::OutputColumn {
+            name,
+            expr: expr.clone(),
+            kind,
+        });
+    }
+    let missing: Vec<String> = seen
+        .iter()
+        .zip(&partition.texts)
+        .filter(|(s, _)| s.is_empty())
+        .map(|(_, t)| t.clone())
+        .collect();
+    if !missing.is_empty() {
+        let noun = if missing.len() == 1 {
+            "expression"
+        } else {
+            "expressions"
+        };
+        return statement_err!(
+            "The query used to build `{sink_name}` must include the partitioning {noun} {} in its projection (eg, SELECT {}...).",
+            super::join_and(&missing),
+            missing.join(", ")
+        );
+    }
+    columns.sort_by_key(|c| match c.kind {
+        ColumnKind::Key => partition
+            .exprs
+            .iter()
+            .position(|k| *k == c.expr)
+            .unwrap_or(usize::MAX),
+        ColumnKind::Value => usize::MAX,
+    });
+    Ok(columns)
 }
 
 /// Names the select items of a foreign-key join: the left table's
@@ -1151,6 +1271,7 @@ fn expand_join_select(
     query: &Query,
     inputs: &[JoinInput],
     keys: &JoinKeys,
+    partition: Option<&JoinPartition>,
 ) -> Result<Vec<(SqlExpr, Option<String>)>> {
     use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
     let columns_of = |input: &JoinInput| -> Vec<(SqlExpr, Option<String>)> {
@@ -1176,6 +1297,67 @@ fn expand_join_select(
             SelectItem::UnnamedExpr(e) => out.push((e.clone(), None)),
             SelectItem::ExprWithAlias { expr, alias } => {
                 out.push((expr.clone(), Some(normalize_ident(alias))))
+            }
+            SelectItem::Wildcard(_) if partition.is_some() => {
+                // Re-keyed, `*` is the whole joined row: per source its
+                // values, its system columns, then its old keys.
+                let Some(p) = partition else { continue };
+                for e in &p.sql {
+                    // A re-keying column keeps its joined name.
+                    let name = match e {
+                        SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => Some(format!(
+                            "{}_{}",
+                            normalize_ident(&parts[0]),
+                            normalize_ident(&parts[1])
+                        )),
+                        SqlExpr::Identifier(i) => {
+                            let column = normalize_ident(i);
+                            inputs
+                                .iter()
+                                .find(|x| x.source.schema.find(&column).is_some())
+                                .map(|x| format!("{}_{column}", x.alias))
+                        }
+                        _ => None,
+                    };
+                    out.push((e.clone(), name));
+                }
+                for input in inputs {
+                    let is_partition_column = |name: &str| {
+                        p.sql.iter().any(|e| match e {
+                            SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                                normalize_ident(&parts[0]) == input.alias
+                                    && normalize_ident(&parts[1]) == name
+                            }
+                            SqlExpr::Identifier(i) => {
+                                normalize_ident(i) == name
+                                    && input.source.schema.find(name).is_some()
+                            }
+                            _ => false,
+                        })
+                    };
+                    let qualified = |name: &str| {
+                        (
+                            SqlExpr::CompoundIdentifier(vec![
+                                Ident::with_quote('`', input.alias.clone()),
+                                Ident::with_quote('`', name.to_string()),
+                            ]),
+                            Some(format!("{}_{name}", input.alias)),
+                        )
+                    };
+                    for c in input.source.schema.value_columns() {
+                        if !is_partition_column(&c.name) {
+                            out.push(qualified(&c.name));
+                        }
+                    }
+                    for pseudo in PSEUDO_COLUMNS {
+                        out.push(qualified(pseudo));
+                    }
+                    for c in input.source.schema.key_columns() {
+                        if !is_partition_column(&c.name) {
+                            out.push(qualified(&c.name));
+                        }
+                    }
+                }
             }
             SelectItem::Wildcard(_) => {
                 if keys.synthetic {
