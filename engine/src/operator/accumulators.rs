@@ -99,30 +99,51 @@ pub fn build_output(
     if rows.is_empty() {
         return Ok(ChangeBatch::empty(schema.clone()));
     }
+    let keys = (0..key_count)
+        .map(|i| {
+            let values = rows.iter().map(|r| r.key[i].clone());
+            Ok(ScalarValue::iter_to_array(values)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    build_output_with_keys(schema, keys, value_count, rows)
+}
+
+/// [`build_output`] for operators that have their key columns as arrays
+/// already (the rows' own `key` is then ignored).
+pub fn build_output_with_keys(
+    schema: &SchemaRef,
+    keys: Vec<ArrayRef>,
+    value_count: usize,
+    rows: Vec<EmittedRow>,
+) -> Result<ChangeBatch> {
+    if rows.is_empty() {
+        return Ok(ChangeBatch::empty(schema.clone()));
+    }
+    let key_count = keys.len();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for (i, field) in schema
-        .fields()
-        .iter()
-        .enumerate()
-        .take(key_count + value_count)
-    {
-        let values = rows.iter().map(|r| {
-            if i < key_count {
-                Ok(r.key[i].clone())
-            } else {
-                match &r.values {
-                    Some(v) => Ok(v[i - key_count].clone()),
-                    None => ScalarValue::try_new_null(field.data_type()),
-                }
-            }
-        });
-        let values = values.collect::<Result<Vec<_>, _>>()?;
-        let array = ScalarValue::iter_to_array(values)?;
-        columns.push(if array.data_type() == field.data_type() {
+    let fit = |array: ArrayRef, field: &datafusion::arrow::datatypes::Field| -> Result<ArrayRef> {
+        Ok(if array.data_type() == field.data_type() {
             array
         } else {
             datafusion::arrow::compute::cast(&array, field.data_type())?
+        })
+    };
+    for (array, field) in keys.into_iter().zip(schema.fields().iter()) {
+        columns.push(fit(array, field)?);
+    }
+    for (j, field) in schema
+        .fields()
+        .iter()
+        .enumerate()
+        .skip(key_count)
+        .take(value_count)
+    {
+        let values = rows.iter().map(|r| match &r.values {
+            Some(v) => Ok(v[j - key_count].clone()),
+            None => ScalarValue::try_new_null(field.data_type()),
         });
+        let values = values.collect::<Result<Vec<_>, _>>()?;
+        columns.push(fit(ScalarValue::iter_to_array(values)?, field)?);
     }
     columns.push(Arc::new(Int64Array::from_iter_values(
         rows.iter().map(|r| r.rowtime),

@@ -7,7 +7,7 @@
 //! emitted once, when it closes. Windows are forgotten once they are older
 //! than the retention, so state is bounded by retention, not by history.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +18,12 @@ use datafusion::common::{HashMap, HashSet};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter};
-use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use super::accumulators::{
-    AggregateSet, EmittedRow, EvaluatedInput, build_output, group_key_converter, skip_row,
+    AggregateSet, EmittedRow, EvaluatedInput, build_output_with_keys, group_key_converter, skip_row,
 };
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
@@ -57,12 +56,10 @@ pub struct WindowTiming {
 /// is forgotten, so state stays bounded by retention, not by history.
 struct GroupKey {
     row: OwnedRow,
-    values: Vec<ScalarValue>,
     windows: usize,
 }
 
 struct WindowState {
-    group: u32,
     accumulators: Vec<Box<dyn Accumulator>>,
     rowtime: i64,
     partition: i32,
@@ -83,10 +80,15 @@ pub struct TimeWindowAggregate {
     group_keys: Vec<GroupKey>,
     /// Ids whose group has no live window any more, for reuse.
     free_ids: Vec<u32>,
+    /// Ids freed during the current batch: reusable once the batch's output
+    /// (which may still name them) is built.
+    freed_in_batch: Vec<u32>,
     windows: HashMap<(u32, i64), WindowState>,
-    /// (end, start, key) of every live window, for closing and expiry; the
-    /// key bytes order simultaneous closings as a key-ordered store would.
-    by_end: BTreeSet<(i64, i64, OwnedRow)>,
+    /// The groups of every live window by (end, start), for closing and
+    /// expiry.
+    by_end: BTreeMap<(i64, i64), Vec<u32>>,
+    /// The group of each row of `out`, whose key the output is built from.
+    out_groups: Vec<u32>,
     stream_time: i64,
     late_records: u64,
     /// Windows changed since the last flush, in first-change order.
@@ -124,8 +126,10 @@ impl TimeWindowAggregate {
             group_ids: HashMap::new(),
             group_keys: Vec::new(),
             free_ids: Vec::new(),
+            freed_in_batch: Vec::new(),
             windows: HashMap::new(),
-            by_end: BTreeSet::new(),
+            by_end: BTreeMap::new(),
+            out_groups: Vec::new(),
             stream_time: i64::MIN,
             late_records: 0,
             pending: Vec::new(),
@@ -151,7 +155,7 @@ impl TimeWindowAggregate {
 
     fn emit(&self, state: &mut WindowState, start: i64) -> Result<EmittedRow> {
         Ok(EmittedRow {
-            key: self.group_keys[state.group as usize].values.clone(),
+            key: Vec::new(),
             values: Some(AggregateSet::evaluate(&mut state.accumulators)?),
             rowtime: state.rowtime,
             partition: state.partition,
@@ -171,13 +175,42 @@ impl TimeWindowAggregate {
         self.pending_set.clear();
         for slot in std::mem::take(&mut self.pending) {
             // A window that expired meanwhile has nothing to say.
-            if let Some(mut state) = self.windows.remove(&slot) {
-                out.push(self.emit(&mut state, slot.1)?);
-                self.windows.insert(slot, state);
+            if let Some(state) = self.windows.get_mut(&slot) {
+                out.push(EmittedRow {
+                    key: Vec::new(),
+                    values: Some(AggregateSet::evaluate(&mut state.accumulators)?),
+                    rowtime: state.rowtime,
+                    partition: state.partition,
+                    offset: state.offset,
+                    window: Some((slot.1, slot.1.saturating_add(self.size_ms))),
+                });
+                self.out_groups.push(slot.0);
             }
         }
         self.last_flush = Instant::now();
         Ok(())
+    }
+
+    /// The batch of `out`, keyed by the groups recorded in `out_groups`;
+    /// afterwards ids freed meanwhile become reusable.
+    fn build(&mut self, out: Vec<EmittedRow>) -> Result<ChangeBatch> {
+        let groups = std::mem::take(&mut self.out_groups);
+        let keys = if out.is_empty() {
+            Vec::new()
+        } else {
+            self.converter.convert_rows(
+                groups
+                    .iter()
+                    .map(|g| self.group_keys[*g as usize].row.row()),
+            )?
+        };
+        self.free_ids.append(&mut self.freed_in_batch);
+        build_output_with_keys(
+            &self.output_schema,
+            keys,
+            self.aggregates.aggregates.len(),
+            out,
+        )
     }
 
     /// Drops one window's hold on its group; the last one frees the id.
@@ -186,7 +219,7 @@ impl TimeWindowAggregate {
         key.windows = key.windows.saturating_sub(1);
         if key.windows == 0 {
             self.group_ids.remove(key.row.as_ref());
-            self.free_ids.push(group);
+            self.freed_in_batch.push(group);
         }
     }
 
@@ -199,24 +232,33 @@ impl TimeWindowAggregate {
         let close_before = self.stream_time.saturating_sub(self.timing.grace_ms);
         let expire_before = self.stream_time.saturating_sub(self.timing.retention_ms);
         let finalize = self.timing.emit == EmitMode::Final;
-        while let Some(&(end, start, _)) = self.by_end.first() {
+        while let Some((&(end, start), _)) = self.by_end.first_key_value() {
             let expired = start < expire_before;
             let closed = end <= close_before;
             let due = expired || (finalize && closed);
             if !due {
                 break;
             }
-            let Some((_, start, key)) = self.by_end.pop_first() else {
+            let Some((_, mut groups)) = self.by_end.pop_first() else {
                 break;
             };
-            let Some(&group) = self.group_ids.get(key.as_ref()) else {
-                continue;
-            };
-            if let Some(mut state) = self.windows.remove(&(group, start)) {
-                if !expired {
-                    out.push(self.emit(&mut state, start)?);
+            if !expired {
+                // Simultaneous closings come out in key order, as from a
+                // key-ordered store.
+                groups.sort_by(|a, b| {
+                    self.group_keys[*a as usize]
+                        .row
+                        .cmp(&self.group_keys[*b as usize].row)
+                });
+            }
+            for group in groups {
+                if let Some(mut state) = self.windows.remove(&(group, start)) {
+                    if !expired {
+                        out.push(self.emit(&mut state, start)?);
+                        self.out_groups.push(group);
+                    }
+                    self.release_group(group);
                 }
-                self.release_group(group);
             }
         }
         Ok(())
@@ -238,13 +280,7 @@ impl Operator for TimeWindowAggregate {
         }
         let mut out = Vec::new();
         self.drain_pending(&mut out)?;
-        let batch = build_output(
-            &self.output_schema,
-            self.group_exprs.len(),
-            self.aggregates.aggregates.len(),
-            out,
-        )?;
-        Ok(Some(batch))
+        Ok(Some(self.build(out)?))
     }
 
     fn output_schema(&self) -> SchemaRef {
@@ -277,7 +313,6 @@ impl Operator for TimeWindowAggregate {
                 None => {
                     let key = GroupKey {
                         row: key_row.owned(),
-                        values: evaluated.key_values(row)?,
                         windows: 0,
                     };
                     let id = match self.free_ids.pop() {
@@ -309,11 +344,9 @@ impl Operator for TimeWindowAggregate {
                 let state = match self.windows.entry((group, start)) {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(v) => {
-                        let key = &mut self.group_keys[group as usize];
-                        key.windows += 1;
-                        self.by_end.insert((end, start, key.row.clone()));
+                        self.group_keys[group as usize].windows += 1;
+                        self.by_end.entry((end, start)).or_default().push(group);
                         v.insert(WindowState {
-                            group,
                             accumulators: self.aggregates.new_accumulators(false)?,
                             rowtime,
                             partition: evaluated.partitions.value(row),
@@ -335,12 +368,7 @@ impl Operator for TimeWindowAggregate {
         if self.flush_due() {
             self.drain_pending(&mut out)?;
         }
-        build_output(
-            &self.output_schema,
-            self.group_exprs.len(),
-            self.aggregates.aggregates.len(),
-            out,
-        )
+        self.build(out)
     }
 }
 
