@@ -15,6 +15,15 @@ step "rustfmt and clippy components"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
+step "tansu (the Kafka-compatible broker of the Kafka tests)"
+# Built once (about 25 minutes on 2 cores) into cargo's bin directory and
+# reused afterwards; its build dir is kept so a reinstall is incremental.
+if ! cargo install --list | grep -q '^tansu '; then
+  CARGO_TARGET_DIR="$HOME/.cache/sluice/tansu-build" \
+    cargo install tansu --locked --features dynostore
+fi
+export TANSU="${TANSU:-$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")}"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -31,7 +31,7 @@ enum Command {
         /// The script: ksqlDB statements separated by ';'.
         file: PathBuf,
     },
-    /// Serve the ksqlDB REST API on embedded topics.
+    /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
     Serve {
         /// Port to listen on (loopback only).
         #[arg(long, default_value_t = 8088)]
@@ -39,6 +39,14 @@ enum Command {
         /// Folder of .sql files to execute at start, in name order.
         #[arg(long, default_value = "queries")]
         queries: PathBuf,
+        /// Kafka bootstrap servers (`host:port,...`); embedded topics when
+        /// absent.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// ksqlDB's `ksql.service.id`: names consumer groups and internal
+        /// topics.
+        #[arg(long, default_value = "default_")]
+        service_id: String,
     },
 }
 
@@ -53,7 +61,12 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Conformance(args) => conformance::run(&args),
         Command::Run { file } => run_script(&file),
-        Command::Serve { port, queries } => serve(port, &queries),
+        Command::Serve {
+            port,
+            queries,
+            kafka,
+            service_id,
+        } => serve(port, &queries, backend(kafka, service_id)?),
     }
 }
 
@@ -78,11 +91,30 @@ fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     Ok(files.len())
 }
 
-fn serve(port: u16, queries: &std::path::Path) -> Result<()> {
-    let ctx = Arc::new(KsqlContext::with_backend(
-        Arc::new(EmbeddedTopics::new()),
-        1024,
-    ));
+/// Embedded topics, or the Kafka brokers given.
+fn backend(
+    kafka: Option<String>,
+    service_id: String,
+) -> Result<Arc<dyn sluice_engine::topic::TopicBackend>> {
+    Ok(match kafka {
+        None => Arc::new(EmbeddedTopics::new()),
+        Some(servers) => {
+            let mut config = sluice_connectors::KafkaConfig::new(servers.clone());
+            config.service_id = service_id;
+            Arc::new(
+                sluice_connectors::KafkaTopics::connect(config)
+                    .with_context(|| format!("connecting to Kafka at {servers}"))?,
+            )
+        }
+    })
+}
+
+fn serve(
+    port: u16,
+    queries: &std::path::Path,
+    topics: Arc<dyn sluice_engine::topic::TopicBackend>,
+) -> Result<()> {
+    let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
     let loaded = load_queries(&ctx, queries)?;
     let driver = ctx
         .runtime()

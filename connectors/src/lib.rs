@@ -4,7 +4,11 @@
 //! - [`embedded`]: in-memory topics inside the process, for tests, the
 //!   conformance runner and the zero-setup demo. It is not a broker: it
 //!   keeps no data across restarts and serves one process.
+//! - [`kafka`]: a Kafka broker through librdkafka; topics partitioned and
+//!   encoded exactly as ksqlDB's, so both can share them.
 
 pub mod embedded;
+pub mod kafka;
 
 pub use embedded::EmbeddedTopics;
+pub use kafka::{KafkaConfig, KafkaTopics};
