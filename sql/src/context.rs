@@ -133,6 +133,7 @@ impl KsqlContext {
     }
 
     pub fn set_property(&self, name: &str, value: &str) {
+        self.functions.set_property(name, Some(value));
         self.properties
             .lock()
             .insert(name.to_string(), value.to_string());
@@ -219,6 +220,7 @@ impl KsqlContext {
             }
             Statement::UnsetProperty { name } => {
                 self.properties.lock().remove(name);
+                self.functions.set_property(name, None);
                 Ok(StatementResult::Status {
                     message: format!("Property {name} unset"),
                 })

@@ -9,6 +9,8 @@
 //! file each ([`topk`]); so are ksqlDB-only scalars ([`as_value`]).
 
 pub mod as_value;
+pub mod by_offset;
+pub mod collect;
 pub mod topk;
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use parking_lot::RwLock;
 
 /// Built-in scalar functions whose DataFusion meaning matches ksqlDB's,
 /// as (ksqlDB name, DataFusion name).
@@ -76,7 +79,30 @@ pub struct FunctionRegistry {
     /// DataFusion's own functions by their DataFusion names, for building
     /// expressions (`get_field`, `array_element`...).
     internal: std::collections::HashMap<String, Arc<ScalarUDF>>,
+    /// Function settings from `ksql.functions.*` properties, shared with
+    /// the context that sets them.
+    settings: Arc<RwLock<FunctionSettings>>,
 }
+
+/// What `ksql.functions.*` properties configure; read when a query is
+/// planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSettings {
+    pub collect_list_limit: usize,
+    pub collect_set_limit: usize,
+}
+
+impl Default for FunctionSettings {
+    fn default() -> Self {
+        FunctionSettings {
+            collect_list_limit: collect::DEFAULT_LIMIT,
+            collect_set_limit: collect::DEFAULT_LIMIT,
+        }
+    }
+}
+
+const COLLECT_LIST_LIMIT: &str = "ksql.functions.collect_list.limit";
+const COLLECT_SET_LIMIT: &str = "ksql.functions.collect_set.limit";
 
 impl FunctionRegistry {
     pub fn new(state: &SessionState) -> Self {
@@ -101,11 +127,34 @@ impl FunctionRegistry {
         for distinct in [false, true] {
             let udaf = AggregateUDF::from(topk::TopK::new(distinct));
             aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
+            let udaf = AggregateUDF::from(collect::Collect::new(distinct, collect::DEFAULT_LIMIT));
+            aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
+        }
+        for latest in [false, true] {
+            let udaf = AggregateUDF::from(by_offset::ByOffset::new(latest));
+            aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
         }
         FunctionRegistry {
             scalars,
             aggregates,
             internal,
+            settings: Arc::default(),
+        }
+    }
+
+    /// Applies a `ksql.functions.*` property (`None` unsets it); other
+    /// properties are not the registry's.
+    pub fn set_property(&self, name: &str, value: Option<&str>) {
+        let limit = || {
+            value
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(collect::DEFAULT_LIMIT)
+        };
+        let mut settings = self.settings.write();
+        match name {
+            COLLECT_LIST_LIMIT => settings.collect_list_limit = limit(),
+            COLLECT_SET_LIMIT => settings.collect_set_limit = limit(),
+            _ => {}
         }
     }
 
@@ -113,8 +162,31 @@ impl FunctionRegistry {
         self.scalars.get(&name.to_uppercase())
     }
 
-    pub fn aggregate(&self, name: &str) -> Option<&Arc<AggregateUDF>> {
-        self.aggregates.get(&name.to_uppercase())
+    /// An aggregate by its ksqlDB name, configured by the current
+    /// settings.
+    pub fn aggregate(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        let name = name.to_uppercase();
+        let settings = self.settings.read();
+        match name.as_str() {
+            "COLLECT_LIST" => Some(Arc::new(AggregateUDF::from(collect::Collect::new(
+                false,
+                settings.collect_list_limit,
+            )))),
+            "COLLECT_SET" => Some(Arc::new(AggregateUDF::from(collect::Collect::new(
+                true,
+                settings.collect_set_limit,
+            )))),
+            _ => self.aggregates.get(&name).cloned(),
+        }
+    }
+
+    /// For aggregates whose parameters after the column are settings, the
+    /// index of the first one: they must be literals.
+    pub fn literal_parameters(&self, name: &str) -> Option<usize> {
+        match name.to_uppercase().as_str() {
+            "TOPK" | "TOPKDISTINCT" | "EARLIEST_BY_OFFSET" | "LATEST_BY_OFFSET" => Some(1),
+            _ => None,
+        }
     }
 
     pub fn is_aggregate(&self, name: &str) -> bool {

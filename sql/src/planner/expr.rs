@@ -538,6 +538,19 @@ impl ExprPlanner<'_> {
                     ksql_text(whole)
                 );
             }
+            if let Some(from) = self.functions.literal_parameters(&name)
+                && let Some((i, (_, sql))) = args
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(i, _)| !matches!(converted[*i], Expr::Literal(_, _)))
+            {
+                return statement_err!(
+                    "Parameter {} passed to function {name} must be a literal constant, but was expression: '{}'",
+                    i + 1,
+                    ksql_text(sql)
+                );
+            }
             let args = if name == "COUNT" && (star || converted.is_empty()) {
                 vec![lit(1i64)]
             } else {
