@@ -11,6 +11,7 @@
 pub mod as_value;
 pub mod by_offset;
 pub mod collect;
+pub mod math;
 pub mod topk;
 
 use std::collections::BTreeMap;
@@ -26,9 +27,6 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("ABS", "abs"),
     ("CEIL", "ceil"),
     ("FLOOR", "floor"),
-    ("SQRT", "sqrt"),
-    ("EXP", "exp"),
-    ("LN", "ln"),
     ("SIGN", "signum"),
     ("UCASE", "upper"),
     ("LCASE", "lower"),
@@ -115,6 +113,16 @@ impl FunctionRegistry {
             "AS_VALUE".into(),
             Arc::new(ScalarUDF::from(as_value::AsValue::default())),
         );
+        for op in math::MathOp::ALL {
+            scalars.insert(
+                op.name().to_uppercase(),
+                Arc::new(ScalarUDF::from(math::DoubleMath::new(op))),
+            );
+        }
+        for truncate in [false, true] {
+            let udf = ScalarUDF::from(math::RoundTrunc::new(truncate));
+            scalars.insert(udf.name().to_uppercase(), Arc::new(udf));
+        }
         let aggregate_functions = state.aggregate_functions();
         let mut aggregates: BTreeMap<String, Arc<AggregateUDF>> = AGGREGATE_ALIASES
             .iter()

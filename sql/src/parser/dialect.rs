@@ -24,6 +24,11 @@ impl Dialect for KsqlDialect {
         ch.is_alphanumeric() || ch == '_' || ch == '@' || ch == '$'
     }
 
+    /// ksqlDB names may start with digits (`AS 1R`).
+    fn supports_numeric_prefix(&self) -> bool {
+        true
+    }
+
     fn supports_lambda_functions(&self) -> bool {
         true
     }
