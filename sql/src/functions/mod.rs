@@ -12,7 +12,10 @@ pub mod as_value;
 pub mod by_offset;
 pub mod collect;
 pub mod math;
+pub mod rowwise;
+pub mod string;
 pub mod topk;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,13 +40,11 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("CONCAT", "concat"),
     ("CONCAT_WS", "concat_ws"),
     ("REPLACE", "replace"),
-    ("INITCAP", "initcap"),
     ("COALESCE", "coalesce"),
     ("IFNULL", "nvl"),
     ("NULLIF", "nullif"),
     ("GREATEST", "greatest"),
     ("LEAST", "least"),
-    ("INSTR", "strpos"),
     ("MD5", "md5"),
     ("ARRAY_LENGTH", "cardinality"),
     ("ARRAY_CONTAINS", "array_has"),
@@ -118,6 +119,12 @@ impl FunctionRegistry {
                 op.name().to_uppercase(),
                 Arc::new(ScalarUDF::from(math::DoubleMath::new(op))),
             );
+        }
+        for f in string::StrFn::ALL {
+            add_row(&mut scalars, f);
+        }
+        for f in url::UrlFn::ALL {
+            add_row(&mut scalars, f);
         }
         for truncate in [false, true] {
             let udf = ScalarUDF::from(math::RoundTrunc::new(truncate));
@@ -221,6 +228,12 @@ impl FunctionRegistry {
         names.sort();
         names
     }
+}
+
+/// Registers a row-wise function under its upper-cased name.
+fn add_row<K: rowwise::RowKind>(scalars: &mut BTreeMap<String, Arc<ScalarUDF>>, kind: K) {
+    let udf = ScalarUDF::from(rowwise::RowUdf::new(kind));
+    scalars.insert(udf.name().to_uppercase(), Arc::new(udf));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
