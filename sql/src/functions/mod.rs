@@ -11,6 +11,7 @@
 pub mod as_value;
 pub mod by_offset;
 pub mod collect;
+pub mod datetime;
 pub mod math;
 pub mod rowwise;
 pub mod string;
@@ -119,6 +120,9 @@ impl FunctionRegistry {
                 op.name().to_uppercase(),
                 Arc::new(ScalarUDF::from(math::DoubleMath::new(op))),
             );
+        }
+        for f in datetime::DateTimeFn::ALL {
+            add_row(&mut scalars, f);
         }
         for f in string::StrFn::ALL {
             add_row(&mut scalars, f);

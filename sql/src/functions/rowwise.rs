@@ -164,7 +164,7 @@ pub fn expect(name: &str, args: &[DataType], shapes: &[&[Arg]]) -> Result<Vec<Da
     }
     plan_err!(
         "Function '{}' does not accept parameters ({})",
-        name.to_uppercase(),
+        name,
         type_names(args)
     )
 }

@@ -21,6 +21,7 @@ use sluice_engine::schema::{ColumnKind, SqlType};
 
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
+use crate::functions::datetime::{UNIT_FUNCTIONS, unit_millis};
 use crate::parser::normalize_ident;
 use crate::parser::types::parse_type_str;
 use crate::{not_supported, statement_err};
@@ -528,7 +529,19 @@ impl ExprPlanner<'_> {
         }
         let converted = args
             .iter()
-            .map(|(_, x)| self.convert(x))
+            .enumerate()
+            .map(|(i, (_, x))| match x {
+                // `DATEADD(DAYS, ...)`: the unit is a keyword, passed on
+                // as its name.
+                SqlExpr::Identifier(unit)
+                    if i == 0
+                        && UNIT_FUNCTIONS.contains(&name.as_str())
+                        && unit_millis(&unit.value).is_some() =>
+                {
+                    Ok(lit(unit.value.to_uppercase()))
+                }
+                x => self.convert(x),
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(udaf) = self.functions.aggregate(&name) {
             if !self.allow_aggregates {
