@@ -32,10 +32,18 @@ pub enum StrFn {
     RegexpReplace,
     ToBytes,
     FromBytes,
+    Substring,
+    Trim,
+    Ltrim,
+    Rtrim,
 }
 
 impl StrFn {
-    pub const ALL: [StrFn; 14] = [
+    pub const ALL: [StrFn; 18] = [
+        StrFn::Substring,
+        StrFn::Trim,
+        StrFn::Ltrim,
+        StrFn::Rtrim,
         StrFn::Lpad,
         StrFn::Rpad,
         StrFn::Chr,
@@ -78,6 +86,10 @@ impl RowKind for StrFn {
             StrFn::RegexpReplace => "regexp_replace",
             StrFn::ToBytes => "to_bytes",
             StrFn::FromBytes => "from_bytes",
+            StrFn::Substring => "substring",
+            StrFn::Trim => "trim",
+            StrFn::Ltrim => "ltrim",
+            StrFn::Rtrim => "rtrim",
         }
     }
 
@@ -112,12 +124,25 @@ impl RowKind for StrFn {
             StrFn::RegexpReplace => expect(name, args, &[&[Str, Str, Str]]),
             StrFn::ToBytes => expect(name, args, &[&[Str, Str]]),
             StrFn::FromBytes => expect(name, args, &[&[Bytes, Str]]),
+            StrFn::Substring => expect(
+                name,
+                args,
+                &[
+                    &[Str, Int32],
+                    &[Str, Int32, Int32],
+                    &[Bytes, Int32],
+                    &[Bytes, Int32, Int32],
+                ],
+            ),
+            StrFn::Trim | StrFn::Ltrim | StrFn::Rtrim => expect(name, args, &[&[Str]]),
         }
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         Ok(match self {
-            StrFn::Lpad | StrFn::Rpad => args.first().cloned().unwrap_or(DataType::Utf8),
+            StrFn::Lpad | StrFn::Rpad | StrFn::Substring => {
+                args.first().cloned().unwrap_or(DataType::Utf8)
+            }
             StrFn::Instr | StrFn::Field => DataType::Int32,
             StrFn::SplitToMap => string_map_type(),
             StrFn::RegexpExtractAll => DataType::new_list(DataType::Utf8, true),
@@ -274,6 +299,44 @@ impl RowKind for StrFn {
                     }
                 })?
             }
+            StrFn::Substring => {
+                let (Some(value), Some(pos)) = (args.first(), n(1)) else {
+                    return Ok(ScalarValue::Null);
+                };
+                let length = match args.get(2) {
+                    Some(l) => match int(l) {
+                        Some(l) => Some(l),
+                        None => return Ok(ScalarValue::Null),
+                    },
+                    None => None,
+                };
+                match value {
+                    ScalarValue::Binary(Some(b)) => {
+                        let (from, to) = substring_range(b.len(), pos, length);
+                        ScalarValue::Binary(Some(b[from..to].to_vec()))
+                    }
+                    v => match text(v) {
+                        Some(t) => {
+                            let chars: Vec<char> = t.chars().collect();
+                            let (from, to) = substring_range(chars.len(), pos, length);
+                            string(chars[from..to].iter().collect::<String>())
+                        }
+                        None => ScalarValue::Null,
+                    },
+                }
+            }
+            StrFn::Trim | StrFn::Ltrim | StrFn::Rtrim => match s(0) {
+                // Java's String.trim: every character up to U+0020.
+                Some(t) => {
+                    let blank = |c: char| c <= ' ';
+                    string(match self {
+                        StrFn::Trim => t.trim_matches(blank),
+                        StrFn::Ltrim => t.trim_start_matches(blank),
+                        _ => t.trim_end_matches(blank),
+                    })
+                }
+                None => ScalarValue::Null,
+            },
             StrFn::RegexpReplace => {
                 let (Some(input), Some(pattern), Some(replacement)) = (s(0), s(1), s(2)) else {
                     return Ok(ScalarValue::Null);
@@ -306,6 +369,23 @@ fn pad_items<T: Clone>(input: &[T], pad: &[T], len: usize, left: bool) -> Option
     } else {
         [input, filler.as_slice()].concat()
     })
+}
+
+/// The `[from, to)` range of ksqlDB's 1-based `SUBSTRING(pos, length)`
+/// over `len` items: a negative position counts from the end, 0 is the
+/// start, and the range is clipped to the value.
+fn substring_range(len: usize, pos: i64, length: Option<i64>) -> (usize, usize) {
+    let len_i = len as i64;
+    let from = if pos < 0 {
+        (len_i + pos).max(0)
+    } else {
+        (pos - 1).min(len_i).max(0)
+    };
+    let to = match length {
+        Some(l) => from.saturating_add(l).min(len_i).max(from),
+        None => len_i,
+    };
+    (from as usize, to as usize)
 }
 
 /// `\uXXXX` escapes (UTF-16 code units) as the text they stand for.
@@ -579,6 +659,14 @@ mod tests {
         let rpad = pad_items(&chars("foo"), &chars("Bar"), 2, false).unwrap();
         assert_eq!(rpad.into_iter().collect::<String>(), "fo");
         assert!(pad_items(&chars("foo"), &[], 7, true).is_none());
+    }
+
+    #[test]
+    fn substring_is_one_based_and_clipped() {
+        assert_eq!(substring_range(11, 6, None), (5, 11));
+        assert_eq!(substring_range(5, 6, Some(3)), (5, 5));
+        assert_eq!(substring_range(11, 0, Some(2)), (0, 2));
+        assert_eq!(substring_range(11, -3, None), (8, 11));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType as SqlDataType, Expr as SqlExpr, FunctionArg,
     FunctionArgExpr, FunctionArguments, LambdaFunction, LambdaSyntax, OneOrManyWithParens,
-    Subscript, UnaryOperator, Value,
+    Subscript, TrimWhereField, UnaryOperator, Value,
 };
 use sluice_engine::format::decimal::parse_decimal;
 use sluice_engine::schema::{ColumnKind, SqlType};
@@ -222,7 +222,20 @@ impl ExprPlanner<'_> {
                         .map(|x| self.convert(x))
                         .collect::<Result<Vec<_>>>()?,
                 );
-                self.call_internal("substr", args)?
+                self.call_scalar("SUBSTRING", args)?
+            }
+            SqlExpr::Trim {
+                expr,
+                trim_where,
+                trim_what: None,
+                trim_characters: None,
+            } => {
+                let name = match trim_where {
+                    None | Some(TrimWhereField::Both) => "TRIM",
+                    Some(TrimWhereField::Leading) => "LTRIM",
+                    Some(TrimWhereField::Trailing) => "RTRIM",
+                };
+                self.call_scalar(name, vec![self.convert(expr)?])?
             }
             SqlExpr::CompoundFieldAccess { root, access_chain } => {
                 let mut current = self.convert(root)?;
@@ -267,6 +280,18 @@ impl ExprPlanner<'_> {
 
     fn type_of(&self, e: &Expr) -> Result<DataType> {
         Ok(e.get_type(&self.scope.df)?)
+    }
+
+    /// A call of one of our functions by its ksqlDB name.
+    fn call_scalar(&self, name: &str, args: Vec<Expr>) -> Result<Expr> {
+        let f = self
+            .functions
+            .scalar(name)
+            .ok_or_else(|| SqlError::Statement(format!("function {name} is missing")))?;
+        Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+            f.clone(),
+            args,
+        )))
     }
 
     fn call_internal(&self, name: &str, args: Vec<Expr>) -> Result<Expr> {
