@@ -11,10 +11,14 @@
 pub mod as_value;
 pub mod by_offset;
 pub mod collect;
+pub mod count_distinct;
 pub mod datetime;
+pub mod histogram;
 pub mod math;
 pub mod rowwise;
+pub mod stddev;
 pub mod string;
+pub mod sum_list;
 pub mod topk;
 pub mod url;
 
@@ -146,6 +150,15 @@ impl FunctionRegistry {
             let udaf = AggregateUDF::from(collect::Collect::new(distinct, collect::DEFAULT_LIMIT));
             aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
         }
+        for udaf in [
+            AggregateUDF::from(histogram::Histogram::default()),
+            AggregateUDF::from(stddev::Stddev::new(true)),
+            AggregateUDF::from(stddev::Stddev::new(false)),
+            AggregateUDF::from(sum_list::SumList::default()),
+            AggregateUDF::from(count_distinct::CountDistinct::default()),
+        ] {
+            aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
+        }
         for latest in [false, true] {
             let udaf = AggregateUDF::from(by_offset::ByOffset::new(latest));
             aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
@@ -196,11 +209,13 @@ impl FunctionRegistry {
         }
     }
 
-    /// For aggregates whose parameters after the column are settings, the
-    /// index of the first one: they must be literals.
-    pub fn literal_parameters(&self, name: &str) -> Option<usize> {
+    /// For aggregates whose trailing parameters are settings, the index of
+    /// the first one (of `count` arguments): they must be literals.
+    pub fn literal_parameters(&self, name: &str, count: usize) -> Option<usize> {
         match name.to_uppercase().as_str() {
-            "TOPK" | "TOPKDISTINCT" | "EARLIEST_BY_OFFSET" | "LATEST_BY_OFFSET" => Some(1),
+            // TOPK(col, [other columns...,] k)
+            "TOPK" | "TOPKDISTINCT" => Some(count.saturating_sub(1).max(1)),
+            "EARLIEST_BY_OFFSET" | "LATEST_BY_OFFSET" => Some(1),
             _ => None,
         }
     }

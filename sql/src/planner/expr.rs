@@ -576,7 +576,7 @@ impl ExprPlanner<'_> {
                     ksql_text(whole)
                 );
             }
-            if let Some(from) = self.functions.literal_parameters(&name)
+            if let Some(from) = self.functions.literal_parameters(&name, args.len())
                 && let Some((i, (_, sql))) = args
                     .iter()
                     .enumerate()

@@ -473,6 +473,23 @@ impl PlanContext<'_> {
             )?);
             physical_aggs.push(Arc::new(built));
         }
+        // DELIMITED state stores hold primitives only: an aggregate whose
+        // intermediate is a struct (several parts) or a collection cannot
+        // be stored in it.
+        if matches!(
+            source.value_format,
+            sluice_engine::format::Format::Delimited { .. }
+        ) {
+            for a in &physical_aggs {
+                let state = a.state_fields()?;
+                let nested = state.iter().any(|f| f.data_type().is_nested());
+                if nested || state.len() > 1 {
+                    return Err(SqlError::Statement(
+                        "One of the functions used in the statement has an intermediate type that the value format can not handle. Please remove the function or change the format.".into(),
+                    ));
+                }
+            }
+        }
         if table_keys.is_some() {
             for a in &physical_aggs {
                 let name = a.fun().name().to_uppercase();
