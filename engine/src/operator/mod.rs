@@ -1,9 +1,10 @@
 //! Operators: the steps of a persistent query between source and sink.
 //!
 //! Every operator consumes and produces [`ChangeBatch`]es. One file per
-//! operator: [`filter`], [`projection`], [`group_aggregate`].
+//! operator: [`filter`], [`projection`], [`explode`], [`group_aggregate`].
 
 pub mod accumulators;
+pub mod explode;
 pub mod filter;
 pub mod group_aggregate;
 pub mod projection;

@@ -19,6 +19,7 @@ pub mod rowwise;
 pub mod stddev;
 pub mod string;
 pub mod sum_list;
+pub mod table;
 pub mod topk;
 pub mod url;
 
@@ -126,6 +127,9 @@ impl FunctionRegistry {
             add_row(&mut scalars, f);
         }
         for f in string::StrFn::ALL {
+            add_row(&mut scalars, f);
+        }
+        for f in table::TableFn::ALL {
             add_row(&mut scalars, f);
         }
         for f in url::UrlFn::ALL {

@@ -24,6 +24,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SelectItem};
 use sluice_engine::operator::Operator;
+use sluice_engine::operator::explode::Explode;
 use sluice_engine::operator::filter::Filter;
 use sluice_engine::operator::group_aggregate::GroupAggregate;
 use sluice_engine::operator::projection::Projection;
@@ -38,6 +39,7 @@ use self::expr::{ExprPlanner, Scope, ScopeColumn, derived_name, ksql_text};
 use crate::catalog::{Catalog, DataSource};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
+use crate::functions::table::TableFn;
 use crate::parser::{Emit, Query, SourceKind, WindowKind, WindowSpec, normalize_ident};
 use crate::{not_supported, statement_err};
 
@@ -166,6 +168,9 @@ impl PlanContext<'_> {
 
         let is_aggregate =
             !query.group_by.is_empty() || converted.iter().any(|(e, _, _)| contains_aggregate(e));
+        if is_aggregate && converted.iter().any(|(e, _, _)| contains_table_function(e)) {
+            return statement_err!("Table functions cannot be used with aggregations.");
+        }
         if is_aggregate {
             let (ops, schema) =
                 self.plan_aggregate(query, &scope, &source, converted, table_keys)?;
@@ -188,6 +193,7 @@ impl PlanContext<'_> {
         if query.emit == Some(Emit::Final) {
             return statement_err!("EMIT FINAL is only supported for windowed aggregations.");
         }
+        let (converted, scope) = self.plan_table_functions(converted, scope, &mut operators)?;
         let (columns, _) = self.name_columns(&converted, &scope, &source, sink_name)?;
         let schema =
             self.finish_projection(columns, &scope, &mut operators, source.window.is_some())?;
@@ -198,6 +204,61 @@ impl PlanContext<'_> {
             kind: source.kind,
             window: source.window,
         })
+    }
+
+    /// Replaces the table function calls of the select items with columns
+    /// of an [`Explode`] operator added for them, returning the items and
+    /// the scope after it. Without table functions nothing changes.
+    fn plan_table_functions<'q>(
+        &self,
+        converted: Vec<SelectItemExpr<'q>>,
+        scope: Scope,
+        operators: &mut Vec<Box<dyn Operator>>,
+    ) -> Result<(Vec<SelectItemExpr<'q>>, Scope)> {
+        let mut generators: Vec<Expr> = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut rewritten = Vec::with_capacity(converted.len());
+        for (e, sql, alias) in converted {
+            let e = e
+                .transform_up(|node| {
+                    let Expr::ScalarFunction(f) = &node else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let (Some(kind), [arg]) = (TableFn::of(&f.func), f.args.as_slice()) else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let name = format!("KSQL_TF_{}", generators.len());
+                    fields.push(Field::new(&name, node.get_type(&scope.df)?, true));
+                    generators.push(kind.generator(arg.clone()));
+                    Ok(Transformed::yes(col(&name)))
+                })?
+                .data;
+            rewritten.push((e, sql, alias));
+        }
+        if generators.is_empty() {
+            return Ok((rewritten, scope));
+        }
+        let physical = generators
+            .into_iter()
+            .map(|g| self.physical(g, &scope))
+            .collect::<Result<Vec<_>>>()?;
+        let mut columns = scope.columns.clone();
+        columns.extend(fields.iter().map(|f| ScopeColumn {
+            qualifier: None,
+            name: f.name().clone(),
+            field: f.name().clone(),
+            kind: None,
+        }));
+        let mut all_fields: Vec<Field> = scope
+            .arrow
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        all_fields.extend(fields);
+        let exploded = Scope::new(columns, Arc::new(Schema::new(all_fields)))?;
+        operators.push(Box::new(Explode::new(physical, exploded.arrow.clone())));
+        Ok((rewritten, exploded))
     }
 
     /// Names the select items and decides which are key columns, for a
@@ -735,6 +796,23 @@ fn ksql_aggregate_type(
         ("min" | "max", Some(t)) => (t.clone(), false),
         _ => (datafusion_type.clone(), false),
     })
+}
+
+/// A select item: its expression, as written and planned, and its alias.
+type SelectItemExpr<'q> = (Expr, &'q SqlExpr, Option<String>);
+
+fn contains_table_function(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = e.apply(|node| {
+        if let Expr::ScalarFunction(f) = node
+            && TableFn::of(&f.func).is_some()
+        {
+            found = true;
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn contains_aggregate(e: &Expr) -> bool {
