@@ -13,6 +13,7 @@ pub mod by_offset;
 pub mod collect;
 pub mod count_distinct;
 pub mod datetime;
+pub mod geo;
 pub mod histogram;
 pub mod math;
 pub mod rowwise;
@@ -129,6 +130,7 @@ impl FunctionRegistry {
         for f in string::StrFn::ALL {
             add_row(&mut scalars, f);
         }
+        add_row(&mut scalars, geo::GeoDistance);
         for f in table::TableFn::ALL {
             add_row(&mut scalars, f);
         }
