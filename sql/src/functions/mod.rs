@@ -15,6 +15,7 @@ pub mod count_distinct;
 pub mod datetime;
 pub mod geo;
 pub mod histogram;
+pub mod json;
 pub mod math;
 pub mod rowwise;
 pub mod stddev;
@@ -131,6 +132,9 @@ impl FunctionRegistry {
             add_row(&mut scalars, f);
         }
         add_row(&mut scalars, geo::GeoDistance);
+        for f in json::JsonFn::ALL {
+            add_row(&mut scalars, f);
+        }
         for f in table::TableFn::ALL {
             add_row(&mut scalars, f);
         }
