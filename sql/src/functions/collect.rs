@@ -87,7 +87,7 @@ impl AggregateUDFImpl for Collect {
 
 /// Value equality as ksqlDB's (Java's) collections see it: maps are equal
 /// when they hold the same entries, whatever their order.
-fn same(a: &ScalarValue, b: &ScalarValue) -> bool {
+pub(crate) fn same(a: &ScalarValue, b: &ScalarValue) -> bool {
     match (a, b) {
         (ScalarValue::Map(x), ScalarValue::Map(y)) if x.len() == 1 && y.len() == 1 => {
             let (Some(x), Some(y)) = (map_entries(x), map_entries(y)) else {

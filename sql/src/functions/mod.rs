@@ -8,6 +8,7 @@
 //! ksqlDB-only aggregates are UDAFs on DataFusion's accumulator traits, one
 //! file each ([`topk`]); so are ksqlDB-only scalars ([`as_value`]).
 
+pub mod array;
 pub mod as_value;
 pub mod by_offset;
 pub mod collect;
@@ -54,14 +55,9 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("ARRAY_LENGTH", "cardinality"),
     ("ARRAY_CONTAINS", "array_has"),
     ("ARRAY_DISTINCT", "array_distinct"),
-    ("ARRAY_MAX", "array_max"),
-    ("ARRAY_MIN", "array_min"),
-    ("ARRAY_SORT", "array_sort"),
-    ("ARRAY_REMOVE", "array_remove_all"),
     ("ARRAY_UNION", "array_union"),
     ("ARRAY_INTERSECT", "array_intersect"),
     ("ARRAY_EXCEPT", "array_except"),
-    ("ARRAY_JOIN", "array_to_string"),
     ("MAP_KEYS", "map_keys"),
     ("MAP_VALUES", "map_values"),
 ];
@@ -132,6 +128,9 @@ impl FunctionRegistry {
             add_row(&mut scalars, f);
         }
         add_row(&mut scalars, geo::GeoDistance);
+        for f in array::ArrayFn::ALL {
+            add_row(&mut scalars, f);
+        }
         for f in json::JsonFn::ALL {
             add_row(&mut scalars, f);
         }
