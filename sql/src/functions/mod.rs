@@ -17,6 +17,7 @@ pub mod datetime;
 pub mod geo;
 pub mod histogram;
 pub mod json;
+pub mod lambda;
 pub mod math;
 pub mod rowwise;
 pub mod stddev;
@@ -82,6 +83,8 @@ pub struct FunctionRegistry {
     /// Function settings from `ksql.functions.*` properties, shared with
     /// the context that sets them.
     settings: Arc<RwLock<FunctionSettings>>,
+    /// For compiling lambda bodies while expressions are planned.
+    session: Arc<SessionState>,
 }
 
 /// What `ksql.functions.*` properties configure; read when a query is
@@ -177,6 +180,7 @@ impl FunctionRegistry {
             aggregates,
             internal,
             settings: Arc::default(),
+            session: Arc::new(state.clone()),
         }
     }
 
@@ -231,6 +235,11 @@ impl FunctionRegistry {
 
     pub fn is_aggregate(&self, name: &str) -> bool {
         self.aggregates.contains_key(&name.to_uppercase())
+    }
+
+    /// The DataFusion session expressions compile in.
+    pub fn session(&self) -> &SessionState {
+        &self.session
     }
 
     /// A DataFusion function by its own name.

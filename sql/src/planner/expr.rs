@@ -5,11 +5,13 @@
 //! operators and functions onto DataFusion's. [`ksql_text`] renders an
 //! expression as ksqlDB prints it in messages: `(F1 + F2)`.
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, InList, Like, ScalarFunction};
 use datafusion::logical_expr::{
-    Between, BinaryExpr, Case, Cast, Expr, ExprSchemable, Operator, lit,
+    Between, BinaryExpr, Case, Cast, Expr, ExprSchemable, Operator, ScalarUDF, lit,
 };
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType as SqlDataType, Expr as SqlExpr, FunctionArg,
@@ -22,6 +24,9 @@ use sluice_engine::schema::{ColumnKind, SqlType};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
 use crate::functions::datetime::{UNIT_FUNCTIONS, unit_millis};
+use crate::functions::lambda::{
+    LambdaKind, LambdaUdf, compile_body, map_type, parameter_fields, strict_arithmetic,
+};
 use crate::parser::normalize_ident;
 use crate::parser::types::parse_type_str;
 use crate::{not_supported, statement_err};
@@ -224,6 +229,8 @@ impl ExprPlanner<'_> {
                 );
                 self.call_scalar("SUBSTRING", args)?
             }
+            SqlExpr::Ceil { expr, .. } => self.call_scalar("CEIL", vec![self.convert(expr)?])?,
+            SqlExpr::Floor { expr, .. } => self.call_scalar("FLOOR", vec![self.convert(expr)?])?,
             SqlExpr::Trim {
                 expr,
                 trim_where,
@@ -541,6 +548,13 @@ impl ExprPlanner<'_> {
             }
             FunctionArguments::Subquery(_) => return not_supported!("subqueries"),
         };
+        if let Some(kind) = LambdaKind::of(&name)
+            && args.iter().any(
+                |(_, a)| matches!(a, SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::LambdaKeyword),
+            )
+        {
+            return self.lambda_call(kind, &args);
+        }
         if name == "STRUCT" {
             let mut parts = Vec::new();
             for (field, value) in &args {
@@ -613,6 +627,163 @@ impl ExprPlanner<'_> {
             )));
         }
         statement_err!("Can't find any functions with the name '{name}'")
+    }
+}
+
+impl ExprPlanner<'_> {
+    /// `TRANSFORM`, `FILTER` or `REDUCE` with lambda arguments: compiles
+    /// the lambda bodies into a [`LambdaUdf`] call.
+    fn lambda_call(&self, kind: LambdaKind, args: &[(Option<String>, SqlExpr)]) -> Result<Expr> {
+        let usage = || {
+            statement_err!(
+                "Function '{}' takes an array or a map{}, then lambdas",
+                kind.name(),
+                if kind == LambdaKind::Reduce {
+                    " and an initial state"
+                } else {
+                    ""
+                }
+            )
+        };
+        let Some((_, collection_sql)) = args.first() else {
+            return usage();
+        };
+        let collection = self.convert(collection_sql)?;
+        let collection_type = self.type_of(&collection)?;
+        let element_types: Vec<DataType> = match &collection_type {
+            DataType::List(item) => vec![item.data_type().clone()],
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(kv) if kv.len() == 2 => {
+                    kv.iter().map(|f| f.data_type().clone()).collect()
+                }
+                _ => return usage(),
+            },
+            other => {
+                return statement_err!(
+                    "Function '{}' does not accept parameters ({})",
+                    kind.name(),
+                    type_name(other)
+                );
+            }
+        };
+        let (initial, lambdas) = match kind {
+            LambdaKind::Reduce => match args.get(1) {
+                Some((_, init)) => (Some(self.convert(init)?), &args[2..]),
+                None => return usage(),
+            },
+            _ => (None, &args[1..]),
+        };
+        let mut param_types = Vec::new();
+        if let Some(init) = &initial {
+            param_types.push(self.type_of(init)?);
+        }
+        param_types.extend(element_types.iter().cloned());
+        let wanted_lambdas = match (kind, &collection_type) {
+            (LambdaKind::Transform, DataType::Map(_, _)) => 2,
+            _ => 1,
+        };
+        if lambdas.len() != wanted_lambdas {
+            return usage();
+        }
+        let fields = parameter_fields(param_types.len());
+        // The lambda sees its parameters first, then every outer column.
+        let mut bodies = Vec::new();
+        for (_, lambda) in lambdas {
+            let SqlExpr::Lambda(l) = lambda else {
+                return usage();
+            };
+            let names: Vec<String> = match &l.params {
+                OneOrManyWithParens::One(p) => vec![normalize_ident(&p.name)],
+                OneOrManyWithParens::Many(ps) => {
+                    ps.iter().map(|p| normalize_ident(&p.name)).collect()
+                }
+            };
+            if names.len() != param_types.len() {
+                return statement_err!(
+                    "Lambda of '{}' takes {} parameters, got {}",
+                    kind.name(),
+                    param_types.len(),
+                    names.len()
+                );
+            }
+            let mut columns: Vec<ScopeColumn> = names
+                .iter()
+                .zip(&fields)
+                .map(|(name, field)| ScopeColumn {
+                    qualifier: None,
+                    name: name.clone(),
+                    field: field.clone(),
+                    kind: None,
+                })
+                .collect();
+            columns.extend(self.scope.columns.iter().cloned());
+            let mut arrow_fields: Vec<Field> = fields
+                .iter()
+                .zip(&param_types)
+                .map(|(f, t)| Field::new(f, t.clone(), true))
+                .collect();
+            arrow_fields.extend(self.scope.arrow.fields().iter().map(|f| f.as_ref().clone()));
+            let lambda_scope = Scope::new(columns, Arc::new(Schema::new(arrow_fields)))?;
+            let planner = ExprPlanner {
+                scope: &lambda_scope,
+                functions: self.functions,
+                clause: self.clause,
+                allow_aggregates: false,
+            };
+            let body = strict_arithmetic(planner.convert(&l.body)?)?;
+            let body_type = body.get_type(&lambda_scope.df)?;
+            bodies.push((body, body_type));
+        }
+        // Outer columns the bodies use travel as extra arguments.
+        let mut captured: Vec<String> = Vec::new();
+        for (body, _) in &bodies {
+            for c in body.column_refs() {
+                if !fields.contains(&c.name) && !captured.contains(&c.name) {
+                    captured.push(c.name.clone());
+                }
+            }
+        }
+        let mut schema_fields: Vec<Field> = fields
+            .iter()
+            .zip(&param_types)
+            .map(|(f, t)| Field::new(f, t.clone(), true))
+            .collect();
+        for c in &captured {
+            let field = self
+                .scope
+                .arrow
+                .field_with_name(c)
+                .map_err(|_| SqlError::Statement(format!("lambda uses unknown column {c}")))?;
+            schema_fields.push(field.clone().with_nullable(true));
+        }
+        let body_schema = Arc::new(Schema::new(schema_fields));
+        let body_df = DFSchema::try_from(body_schema.as_ref().clone())?;
+        let return_type = match (kind, &collection_type) {
+            (LambdaKind::Filter, t) => t.clone(),
+            (LambdaKind::Reduce, _) => param_types[0].clone(),
+            (LambdaKind::Transform, DataType::Map(_, _)) => {
+                map_type(bodies[0].1.clone(), bodies[1].1.clone())
+            }
+            (LambdaKind::Transform, _) => DataType::new_list(bodies[0].1.clone(), true),
+        };
+        if kind == LambdaKind::Filter && bodies[0].1 != DataType::Boolean {
+            return statement_err!(
+                "FILTER's lambda must return a BOOLEAN, not {}",
+                type_name(&bodies[0].1)
+            );
+        }
+        let compiled = bodies
+            .into_iter()
+            .map(|(b, _)| compile_body(self.functions.session(), b, &body_df))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let udf = LambdaUdf::new(kind, compiled, body_schema, return_type);
+        let mut call_args = vec![collection];
+        call_args.extend(initial);
+        call_args.extend(captured.iter().map(|c| column(c)));
+        Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::from(udf)),
+            call_args,
+        )))
     }
 }
 
