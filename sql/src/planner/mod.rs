@@ -534,6 +534,12 @@ impl PlanContext<'_> {
             )?);
             physical_aggs.push(Arc::new(built));
         }
+        if source.value_format == sluice_engine::format::Format::Kafka {
+            return statement_err!(
+                "Source(s) {} are using the 'KAFKA' value format. This format does not yet support GROUP BY.",
+                source.name
+            );
+        }
         // DELIMITED state stores hold primitives only: an aggregate whose
         // intermediate is a struct (several parts) or a collection cannot
         // be stored in it.
