@@ -887,6 +887,56 @@ pub fn parse_millis(input: &str, pattern: &Pattern, zone: Option<Zone>) -> Resul
     Ok(local.and_utc().timestamp_millis() - i64::from(offset) * 1000)
 }
 
+/// A timestamp written `yyyy-MM-dd'T'HH:mm:ss.SSS` with any trailing
+/// part left out (`'2018'`, `'2018-01-01T10'`) and an optional zone
+/// offset (`+0445`, `-05:00`, `Z`), as epoch millis; UTC without one.
+pub fn parse_partial_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (date_part, time_part) = match text.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (text, None),
+    };
+    let numbers = |s: &str, sep: char| -> Option<Vec<u32>> {
+        s.split(sep).map(|p| p.parse::<u32>().ok()).collect()
+    };
+    let date = numbers(date_part, '-')?;
+    let (year, month, day) = match date.as_slice() {
+        [y] => (*y, 1, 1),
+        [y, m] => (*y, *m, 1),
+        [y, m, d] => (*y, *m, *d),
+        _ => return None,
+    };
+    let (mut hour, mut minute, mut second, mut millis, mut offset) = (0, 0, 0, 0, 0i32);
+    if let Some(time) = time_part {
+        let zone_at = time.find(['+', '-', 'Z']);
+        let (clock, zone) = match zone_at {
+            Some(i) => (&time[..i], Some(&time[i..])),
+            None => (time, None),
+        };
+        if let Some(zone) = zone {
+            offset = if zone == "Z" { 0 } else { parse_offset(zone)? };
+        }
+        let (hms, fraction) = match clock.split_once('.') {
+            Some((h, f)) => (h, Some(f)),
+            None => (clock, None),
+        };
+        let parts = numbers(hms, ':')?;
+        match parts.as_slice() {
+            [h] => hour = *h,
+            [h, m] => (hour, minute) = (*h, *m),
+            [h, m, s] => (hour, minute, second) = (*h, *m, *s),
+            _ => return None,
+        }
+        if let Some(f) = fraction {
+            let digits: String = f.chars().chain(std::iter::repeat('0')).take(3).collect();
+            millis = digits.parse().ok()?;
+        }
+    }
+    let local = NaiveDate::from_ymd_opt(year as i32, month, day)?
+        .and_hms_milli_opt(hour, minute, second, millis)?;
+    Some(local.and_utc().timestamp_millis() - i64::from(offset) * 1000)
+}
+
 /// Up to `limit` digits (with a leading `-` when `negative_ok`) from
 /// `at`, advancing it.
 fn take_digits(chars: &[char], at: &mut usize, limit: usize, negative_ok: bool) -> Option<i64> {
@@ -954,6 +1004,24 @@ mod tests {
             parse("2018-05-11T23:58:33.1+0200", "yyyy-MM-dd'T'HH:mm:ss.SX"),
             1526075913100
         );
+    }
+
+    #[test]
+    fn partial_timestamps_fill_in_the_rest() {
+        assert_eq!(parse_partial_timestamp("2018"), Some(1514764800000));
+        assert_eq!(
+            parse_partial_timestamp("2018-01-01T00:00:00.001"),
+            Some(1514764800001)
+        );
+        assert_eq!(
+            parse_partial_timestamp("2020-02-10T08:31:44.001+0000"),
+            Some(1581323504001)
+        );
+        assert_eq!(
+            parse_partial_timestamp("2019-01-01T00:00:00+0445"),
+            Some(1546300800000 - (4 * 3600 + 45 * 60) * 1000)
+        );
+        assert_eq!(parse_partial_timestamp("soon"), None);
     }
 
     #[test]

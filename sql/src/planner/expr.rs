@@ -23,7 +23,7 @@ use sluice_engine::schema::{ColumnKind, SqlType};
 
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
-use crate::functions::datetime::{UNIT_FUNCTIONS, unit_millis};
+use crate::functions::datetime::{UNIT_FUNCTIONS, parse_partial_timestamp, unit_millis};
 use crate::functions::lambda::{
     LambdaKind, LambdaUdf, compile_body, map_type, parameter_fields, strict_arithmetic,
 };
@@ -125,8 +125,8 @@ impl ExprPlanner<'_> {
             } => null_is_false(Expr::Between(Between::new(
                 Box::new(self.convert(expr)?),
                 *negated,
-                Box::new(self.convert(low)?),
-                Box::new(self.convert(high)?),
+                Box::new(self.convert_compared(low, expr)?),
+                Box::new(self.convert_compared(high, expr)?),
             ))),
             SqlExpr::InList {
                 expr,
@@ -379,8 +379,8 @@ impl ExprPlanner<'_> {
                 other => statement_err!("Expected a field name after '->', got {other}"),
             };
         }
-        let l = self.convert(left)?;
-        let r = self.convert(right)?;
+        let l = self.convert_compared(left, right)?;
+        let r = self.convert_compared(right, left)?;
         let operator = match op {
             BinaryOperator::Plus => {
                 let strings = [&l, &r].iter().any(|e| {
@@ -422,6 +422,30 @@ impl ExprPlanner<'_> {
 
     /// ksqlDB rejects comparisons between unrelated types instead of
     /// casting one side.
+    /// Converts `e`, compared with `other`: a string literal compared
+    /// with `ROWTIME` or a window bound is a timestamp, possibly partial
+    /// (`'2018'`, `'2019-01-01T00:00:00+0445'`), read as epoch millis.
+    fn convert_compared(&self, e: &SqlExpr, other: &SqlExpr) -> Result<Expr> {
+        let pseudo_time = match other {
+            SqlExpr::Identifier(i) => Some(normalize_ident(i)),
+            SqlExpr::CompoundIdentifier(parts) => parts.last().map(normalize_ident),
+            _ => None,
+        }
+        .is_some_and(|n| matches!(n.as_str(), "ROWTIME" | "WINDOWSTART" | "WINDOWEND"));
+        if pseudo_time
+            && let SqlExpr::Value(v) = e
+            && let Value::SingleQuotedString(text) = &v.value
+        {
+            return match parse_partial_timestamp(text) {
+                Some(ms) => Ok(lit(ms)),
+                None => statement_err!(
+                    "Failed to parse timestamp '{text}': expected yyyy-MM-dd'T'HH:mm:ss.SSS with an optional time zone"
+                ),
+            };
+        }
+        self.convert(e)
+    }
+
     fn check_comparable(
         &self,
         l: &Expr,
