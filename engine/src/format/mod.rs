@@ -17,7 +17,7 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::common::ScalarValue;
 
 use crate::error::{EngineError, Result};
-use crate::schema::{Column, ColumnKind, LogicalSchema};
+use crate::schema::{Column, ColumnKind, LogicalSchema, SqlType};
 
 /// A ksqlDB serialization format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,15 @@ impl Format {
 
     /// Checks the format can carry these columns, with ksqlDB's messages.
     pub fn validate(&self, columns: &[&Column], kind: ColumnKind) -> Result<()> {
+        /// Whether a MAP anywhere in `t` has keys other than strings.
+        fn non_string_map_key(t: &SqlType) -> bool {
+            match t {
+                SqlType::Map(k, v) => **k != SqlType::String || non_string_map_key(v),
+                SqlType::Array(item) => non_string_map_key(item),
+                SqlType::Struct(fields) => fields.iter().any(|(_, f)| non_string_map_key(f)),
+                _ => false,
+            }
+        }
         let what = match kind {
             ColumnKind::Key => "key",
             ColumnKind::Value => "value",
@@ -96,7 +105,13 @@ impl Format {
                     )));
                 }
             }
-            Format::Json => {}
+            Format::Json => {
+                if columns.iter().any(|c| non_string_map_key(&c.sql_type)) {
+                    return Err(EngineError::Unsupported(
+                        "JSON only supports MAP types with STRING keys".into(),
+                    ));
+                }
+            }
         }
         let _ = what;
         Ok(())

@@ -422,6 +422,33 @@ impl ExprPlanner<'_> {
 
     /// ksqlDB rejects comparisons between unrelated types instead of
     /// casting one side.
+    /// `MAP(key := value, ...)`: a quoted key is a string, an unquoted
+    /// one a column.
+    fn map_constructor(&self, f: &datafusion::sql::sqlparser::ast::Function) -> Result<Expr> {
+        let FunctionArguments::List(list) = &f.args else {
+            return statement_err!("MAP takes key := value pairs");
+        };
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        for arg in &list.args {
+            let FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } = arg
+            else {
+                return statement_err!("MAP takes key := value pairs");
+            };
+            keys.push(match name.quote_style {
+                Some('\'') => lit(name.value.clone()),
+                _ => self.column_ref(None, &normalize_ident(name))?,
+            });
+            values.push(self.convert(value)?);
+        }
+        let keys = self.call_internal("make_array", keys)?;
+        let values = self.call_internal("make_array", values)?;
+        self.call_internal("map", vec![keys, values])
+    }
+
     /// Converts `e`, compared with `other`: a string literal compared
     /// with `ROWTIME` or a window bound is a timestamp, possibly partial
     /// (`'2018'`, `'2019-01-01T00:00:00+0445'`), read as epoch millis.
@@ -589,6 +616,9 @@ impl ExprPlanner<'_> {
                 parts.push(self.convert(value)?);
             }
             return self.call_internal("named_struct", parts);
+        }
+        if name == "MAP" && !args.is_empty() && args.iter().all(|(k, _)| k.is_some()) {
+            return self.map_constructor(f);
         }
         let converted = args
             .iter()
