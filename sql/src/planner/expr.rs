@@ -485,7 +485,10 @@ impl ExprPlanner<'_> {
         let string_literal = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
         let temporal_vs_text = (is_temporal(&lt) && string_literal(right))
             || (is_temporal(&rt) && string_literal(left));
-        if type_class(&lt) == type_class(&rt)
+        // Collections and structs only compare for (in)equality.
+        let ordering = !matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq);
+        let nested = lt.is_nested() || rt.is_nested();
+        if !(ordering && nested) && type_class(&lt) == type_class(&rt)
             || temporal_vs_text
             || lt == DataType::Null
             || rt == DataType::Null
