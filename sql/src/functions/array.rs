@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 
 use datafusion::arrow::array::Array;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use sluice_engine::format::delimited::field_text;
 
@@ -21,10 +21,16 @@ pub enum ArrayFn {
     Remove,
     Min,
     Max,
+    Length,
+    Entries,
+    GenerateSeries,
 }
 
 impl ArrayFn {
-    pub const ALL: [ArrayFn; 5] = [
+    pub const ALL: [ArrayFn; 8] = [
+        ArrayFn::Length,
+        ArrayFn::Entries,
+        ArrayFn::GenerateSeries,
         ArrayFn::Join,
         ArrayFn::Sort,
         ArrayFn::Remove,
@@ -58,6 +64,77 @@ fn elements(v: &ScalarValue) -> Result<Option<(Vec<ScalarValue>, DataType)>> {
     Ok(Some((items, item.data_type().clone())))
 }
 
+/// `GENERATE_SERIES(start, end [, step])`: from `start` to `end`
+/// inclusive, counting down when `end` is smaller; the step's sign must
+/// lead toward `end`.
+fn generate_series(args: &[ScalarValue], return_type: &DataType) -> Result<ScalarValue> {
+    let numbers: Option<Vec<i64>> = args.iter().map(super::rowwise::int).collect();
+    let Some(numbers) = numbers else {
+        return Ok(ScalarValue::Null);
+    };
+    let (start, end) = (numbers[0], numbers[1]);
+    let step = match numbers.get(2) {
+        Some(s) => *s,
+        None if end < start => -1,
+        None => 1,
+    };
+    if step == 0 || (end > start && step < 0) || (end < start && step > 0) {
+        return exec_err!("GENERATE_SERIES step {step} cannot lead from {start} to {end}");
+    }
+    let count = (end - start) / step + 1;
+    if count > 1_000_000 {
+        return exec_err!("GENERATE_SERIES would make {count} values");
+    }
+    let DataType::List(item) = return_type else {
+        return exec_err!("GENERATE_SERIES returns an array");
+    };
+    let values: Vec<ScalarValue> = (0..count)
+        .map(|i| ScalarValue::Int64(Some(start + i * step)).cast_to(item.data_type()))
+        .collect::<Result<_>>()?;
+    Ok(list(&values, item.data_type()))
+}
+
+/// `ENTRIES(map, sorted)`: the map as `{K, V}` structs, by key when
+/// `sorted`.
+fn entries(args: &[ScalarValue], return_type: &DataType) -> Result<ScalarValue> {
+    let (Some(ScalarValue::Map(map)), Some(sorted)) = (args.first(), args.get(1)) else {
+        return Ok(ScalarValue::Null);
+    };
+    if map.is_null(0) {
+        return Ok(ScalarValue::Null);
+    }
+    let DataType::List(item) = return_type else {
+        return exec_err!("ENTRIES returns an array");
+    };
+    let DataType::Struct(fields) = item.data_type() else {
+        return exec_err!("ENTRIES returns structs");
+    };
+    let kv = map.value(0);
+    let mut pairs = (0..kv.len())
+        .map(|i| {
+            Ok((
+                ScalarValue::try_from_array(kv.column(0), i)?,
+                ScalarValue::try_from_array(kv.column(1), i)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if matches!(sorted, ScalarValue::Boolean(Some(true))) {
+        pairs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
+    }
+    let structs = pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let array = datafusion::arrow::array::StructArray::try_new(
+                fields.clone(),
+                vec![k.to_array()?, v.to_array()?],
+                None,
+            )?;
+            Ok(ScalarValue::Struct(std::sync::Arc::new(array)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(list(&structs, item.data_type()))
+}
+
 fn list(items: &[ScalarValue], item_type: &DataType) -> ScalarValue {
     ScalarValue::List(ScalarValue::new_list_nullable(items, item_type))
 }
@@ -70,6 +147,9 @@ impl RowKind for ArrayFn {
             ArrayFn::Remove => "array_remove",
             ArrayFn::Min => "array_min",
             ArrayFn::Max => "array_max",
+            ArrayFn::Length => "array_length",
+            ArrayFn::Entries => "entries",
+            ArrayFn::GenerateSeries => "generate_series",
         }
     }
 
@@ -81,13 +161,36 @@ impl RowKind for ArrayFn {
                 type_names(args)
             )
         };
+        match self {
+            ArrayFn::Entries => {
+                return match args {
+                    [m @ DataType::Map(_, _), DataType::Boolean | DataType::Null] => {
+                        Ok(vec![m.clone(), DataType::Boolean])
+                    }
+                    _ => fail(),
+                };
+            }
+            ArrayFn::GenerateSeries => {
+                let whole = args.iter().all(|t| t.is_integer() || *t == DataType::Null);
+                let wide = args.contains(&DataType::Int64);
+                let t = if wide {
+                    DataType::Int64
+                } else {
+                    DataType::Int32
+                };
+                return match args.len() {
+                    2 | 3 if whole => Ok(vec![t; args.len()]),
+                    _ => fail(),
+                };
+            }
+            _ => {}
+        }
         let Some(DataType::List(item)) = args.first() else {
             return fail();
         };
         match (self, &args[1..]) {
-            (ArrayFn::Min | ArrayFn::Max, []) | (ArrayFn::Sort | ArrayFn::Join, []) => {
-                Ok(args.to_vec())
-            }
+            (ArrayFn::Min | ArrayFn::Max | ArrayFn::Length, [])
+            | (ArrayFn::Sort | ArrayFn::Join, []) => Ok(args.to_vec()),
             (ArrayFn::Sort | ArrayFn::Join, [t]) if is_text(t) => {
                 Ok(vec![args[0].clone(), DataType::Utf8])
             }
@@ -100,17 +203,37 @@ impl RowKind for ArrayFn {
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         Ok(match (self, args.first()) {
             (ArrayFn::Join, _) => DataType::Utf8,
+            (ArrayFn::Length, _) => DataType::Int32,
+            (ArrayFn::GenerateSeries, Some(t)) => DataType::new_list(t.clone(), true),
+            (ArrayFn::Entries, Some(DataType::Map(entries, _))) => {
+                let DataType::Struct(kv) = entries.data_type() else {
+                    return plan_err!("ENTRIES takes a map");
+                };
+                let fields: Vec<Field> = ["K", "V"]
+                    .iter()
+                    .zip(kv.iter())
+                    .map(|(name, f)| Field::new(*name, f.data_type().clone(), true))
+                    .collect();
+                DataType::new_list(DataType::Struct(fields.into()), true)
+            }
             (ArrayFn::Min | ArrayFn::Max, Some(DataType::List(item))) => item.data_type().clone(),
             (_, Some(t)) => t.clone(),
             (_, None) => return plan_err!("{} takes an array", self.name()),
         })
     }
 
-    fn call(&self, args: &[ScalarValue], _: &DataType) -> Result<ScalarValue> {
+    fn call(&self, args: &[ScalarValue], return_type: &DataType) -> Result<ScalarValue> {
+        match self {
+            ArrayFn::GenerateSeries => return generate_series(args, return_type),
+            ArrayFn::Entries => return entries(args, return_type),
+            _ => {}
+        }
         let Some((items, item_type)) = args.first().map(elements).transpose()?.flatten() else {
             return Ok(ScalarValue::Null);
         };
         Ok(match self {
+            ArrayFn::Length => ScalarValue::Int32(Some(items.len() as i32)),
+            ArrayFn::GenerateSeries | ArrayFn::Entries => ScalarValue::Null,
             ArrayFn::Join => {
                 let delimiter = match args.get(1) {
                     Some(d) => text(d).unwrap_or(""),
