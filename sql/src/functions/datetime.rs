@@ -302,7 +302,8 @@ impl RowKind for DateTimeFn {
                 let (Some(input), Some(pattern)) = (s(0), s(1)) else {
                     return null;
                 };
-                let ms = parse_millis(input, &Pattern::parse(pattern)?, None)?;
+                // Dates, as in ksqlDB, may have text after the pattern.
+                let ms = parse_prefix_millis(input, &Pattern::parse(pattern)?)?;
                 let days = ms.div_euclid(DAY_MS) as i32;
                 Ok(if *self == DateTimeFn::ParseDate {
                     ScalarValue::Date32(Some(days))
@@ -734,9 +735,24 @@ pub fn format_millis(ms: i64, pattern: &Pattern, zone: Option<Zone>) -> Result<S
     Ok(out)
 }
 
+/// Parses the start of `input` by `pattern` (UTC), ignoring any text
+/// after it.
+fn parse_prefix_millis(input: &str, pattern: &Pattern) -> Result<i64> {
+    parse_with(input, pattern, None, true)
+}
+
 /// Parses `input` by `pattern` into epoch milliseconds; a zone in the text
 /// wins over `zone`, which wins over UTC.
 pub fn parse_millis(input: &str, pattern: &Pattern, zone: Option<Zone>) -> Result<i64> {
+    parse_with(input, pattern, zone, false)
+}
+
+fn parse_with(
+    input: &str,
+    pattern: &Pattern,
+    zone: Option<Zone>,
+    allow_trailing: bool,
+) -> Result<i64> {
     let fail = || {
         datafusion::error::DataFusionError::Execution(format!(
             "Text '{input}' could not be parsed with the given pattern"
@@ -865,7 +881,7 @@ pub fn parse_millis(input: &str, pattern: &Pattern, zone: Option<Zone>) -> Resul
             }
         }
     }
-    if at != chars.len() {
+    if at != chars.len() && !allow_trailing {
         return Err(fail());
     }
     // Without AM/PM a 12-hour clock reads as morning.

@@ -418,6 +418,11 @@ impl RowKind for NullOperand {
     fn call(&self, _args: &[ScalarValue], _: &DataType) -> Result<ScalarValue> {
         exec_err!("arithmetic on a null value in a lambda")
     }
+
+    /// The error must fail the whole higher-order call.
+    fn errors_are_null(&self) -> bool {
+        false
+    }
 }
 
 /// Compiles a lambda body over `schema`: coerced but not simplified, as

@@ -16,6 +16,7 @@ pub mod count_distinct;
 pub mod datetime;
 pub mod geo;
 pub mod histogram;
+pub mod java_string;
 pub mod json;
 pub mod lambda;
 pub mod math;

@@ -4,8 +4,9 @@
 //!
 //! A function family is an enum implementing [`RowKind`]: it checks and
 //! coerces argument types at plan time and computes one row's result. An
-//! `Err` from [`RowKind::call`] fails only that row (the engine sends it to
-//! the processing log); a `None`-like result is a typed null.
+//! `Err` from [`RowKind::call`] makes that call null for its row, reported
+//! to the processing log, as a failing ksqlDB function does; a null result
+//! is a typed null.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -15,6 +16,7 @@ use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+use sluice_engine::operator::report_function_error;
 use sluice_engine::schema::SqlType;
 
 /// One family of row-wise functions.
@@ -30,6 +32,11 @@ pub trait RowKind: Debug + PartialEq + Eq + Hash + Send + Sync + 'static {
     /// Whether the result may change between calls with equal arguments.
     fn volatile(&self) -> bool {
         false
+    }
+    /// Whether a failed call gives null for its row (logged), as ksqlDB's
+    /// functions do, rather than failing the whole expression.
+    fn errors_are_null(&self) -> bool {
+        true
     }
 }
 
@@ -81,7 +88,14 @@ impl<K: RowKind> ScalarUDFImpl for RowUdf<K> {
             for a in &arrays {
                 row.push(ScalarValue::try_from_array(a, i)?);
             }
-            let value = self.kind.call(&row, &return_type)?;
+            let value = match self.kind.call(&row, &return_type) {
+                Ok(v) => v,
+                Err(e) if self.kind.errors_are_null() => {
+                    report_function_error(format!("{}: {e}", self.kind.name().to_uppercase()));
+                    ScalarValue::Null
+                }
+                Err(e) => return Err(e),
+            };
             results.push(if value.is_null() {
                 ScalarValue::try_new_null(&return_type)?
             } else if value.data_type() != return_type {

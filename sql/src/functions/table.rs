@@ -84,6 +84,10 @@ impl RowKind for TableFn {
             self.name().to_uppercase()
         )
     }
+
+    fn errors_are_null(&self) -> bool {
+        false
+    }
 }
 
 /// `CUBE(array)`: the array of `CUBE_EXPLODE`'s combinations.

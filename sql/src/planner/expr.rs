@@ -24,9 +24,11 @@ use sluice_engine::schema::{ColumnKind, SqlType};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
 use crate::functions::datetime::{UNIT_FUNCTIONS, parse_partial_timestamp, unit_millis};
+use crate::functions::java_string::JavaString;
 use crate::functions::lambda::{
     LambdaKind, LambdaUdf, compile_body, map_type, parameter_fields, strict_arithmetic,
 };
+use crate::functions::rowwise::RowUdf;
 use crate::parser::normalize_ident;
 use crate::parser::types::parse_type_str;
 use crate::{not_supported, statement_err};
@@ -202,7 +204,26 @@ impl ExprPlanner<'_> {
                     }
                     other => parse_type_str(&other.to_string())?,
                 };
-                Expr::Cast(Cast::new(Box::new(self.convert(expr)?), target.to_arrow()))
+                let value = self.convert(expr)?;
+                let source = self.type_of(&value)?;
+                let target_type = target.to_arrow();
+                if source.is_nested() && target_type == DataType::Utf8 {
+                    // Collections render as Java's toString writes them.
+                    return Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::from(RowUdf::new(JavaString))),
+                        vec![value],
+                    )));
+                }
+                if target_type.is_nested()
+                    && source != DataType::Null
+                    && type_class(&source) != type_class(&target_type)
+                {
+                    return statement_err!(
+                        "Cast of {} to {target} is not supported",
+                        type_name(&source)
+                    );
+                }
+                Expr::Cast(Cast::new(Box::new(value), target_type))
             }
             SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow => {
                 self.convert(&desugar_arrow(l)?)?
@@ -610,11 +631,24 @@ impl ExprPlanner<'_> {
             return self.lambda_call(kind, &args);
         }
         if name == "STRUCT" {
+            if args.is_empty() {
+                return Ok(Expr::Literal(
+                    ScalarValue::Struct(Arc::new(
+                        datafusion::arrow::array::StructArray::new_empty_fields(1, None),
+                    )),
+                    None,
+                ));
+            }
             let mut parts = Vec::new();
+            let mut seen = Vec::new();
             for (field, value) in &args {
                 let Some(field) = field else {
                     return statement_err!("STRUCT fields need names: STRUCT(NAME := value)");
                 };
+                if seen.contains(field) {
+                    return statement_err!("Duplicate field names found in STRUCT: {field}");
+                }
+                seen.push(field.clone());
                 parts.push(lit(field.clone()));
                 parts.push(self.convert(value)?);
             }
