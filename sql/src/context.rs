@@ -15,6 +15,7 @@ use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use parking_lot::Mutex;
 use sluice_engine::format::Format;
+use sluice_engine::format::protobuf::Nullable;
 use sluice_engine::processing_log::ProcessingLog;
 use sluice_engine::query::{
     PersistentQuery, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampSource,
@@ -834,7 +835,7 @@ fn formats(
         match Format::from_name(name, delimiter) {
             Ok(f) => Ok(f),
             Err(_) => match name.to_uppercase().as_str() {
-                "AVRO" | "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
+                "AVRO" | "PROTOBUF" | "JSON_SR" => {
                     not_supported!("format {} (Schema Registry)", name.to_uppercase())
                 }
                 other => statement_err!("Unknown format: {other}"),
@@ -865,6 +866,17 @@ fn formats(
             }
         },
     };
+    let nullable = |format: Format, property: &str| -> Result<Format> {
+        match (format, text(property)) {
+            (Format::Protobuf { .. }, Some(r)) => match Nullable::from_name(&r) {
+                Some(nullable) => Ok(Format::Protobuf { nullable }),
+                None => statement_err!("Invalid value for {property}: {r}"),
+            },
+            (f, _) => Ok(f),
+        }
+    };
+    let key = nullable(key, "KEY_PROTOBUF_NULLABLE_REPRESENTATION")?;
+    let value = nullable(value, "VALUE_PROTOBUF_NULLABLE_REPRESENTATION")?;
     Ok((key, value))
 }
 

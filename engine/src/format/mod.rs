@@ -4,12 +4,13 @@
 //! columns. Decoding yields one [`ScalarValue`] per column so that a record
 //! that fails half-way leaves no partial row behind; encoding reads Arrow
 //! arrays directly. Each format lives in its own module: [`json`],
-//! [`delimited`], [`kafka`].
+//! [`delimited`], [`kafka`], [`protobuf`].
 
 pub mod decimal;
 pub mod delimited;
 pub mod json;
 pub mod kafka;
+pub mod protobuf;
 
 use std::fmt;
 
@@ -30,6 +31,8 @@ pub enum Format {
     Kafka,
     /// No data at all: for sources without key columns.
     None,
+    /// `PROTOBUF_NOSR`: protobuf messages without Schema Registry.
+    Protobuf { nullable: protobuf::Nullable },
 }
 
 impl Format {
@@ -44,6 +47,9 @@ impl Format {
             }),
             "KAFKA" => Ok(Format::Kafka),
             "NONE" => Ok(Format::None),
+            "PROTOBUF_NOSR" => Ok(Format::Protobuf {
+                nullable: protobuf::Nullable::default(),
+            }),
             other => Err(EngineError::Unsupported(format!("format {other}"))),
         }
     }
@@ -54,6 +60,7 @@ impl Format {
             Format::Delimited { .. } => "DELIMITED",
             Format::Kafka => "KAFKA",
             Format::None => "NONE",
+            Format::Protobuf { .. } => "PROTOBUF_NOSR",
         }
     }
 
@@ -105,6 +112,7 @@ impl Format {
                     )));
                 }
             }
+            Format::Protobuf { .. } => {}
             Format::Json => {
                 if columns.iter().any(|c| non_string_map_key(&c.sql_type)) {
                     return Err(EngineError::Unsupported(
@@ -239,6 +247,7 @@ fn decode(
         Format::Delimited { delimiter } => delimited::decode(columns, bytes, *delimiter),
         Format::Kafka => kafka::decode(columns, bytes),
         Format::None => nulls(columns),
+        Format::Protobuf { nullable } => protobuf::decode(columns, bytes, *nullable),
     }
 }
 
@@ -257,6 +266,13 @@ fn encode(
         Format::Delimited { delimiter } => delimited::encode(&arrays, row, *delimiter),
         Format::Kafka => kafka::encode(&arrays, row),
         Format::None => Ok(vec![]),
+        Format::Protobuf { nullable } => {
+            let values = arrays
+                .iter()
+                .map(|a| Ok(ScalarValue::try_from_array(*a, row)?))
+                .collect::<Result<Vec<_>>>()?;
+            protobuf::encode(columns, &values, *nullable)
+        }
     }
 }
 
