@@ -18,7 +18,7 @@ use sluice_engine::format::Format;
 use sluice_engine::format::protobuf::Nullable;
 use sluice_engine::processing_log::ProcessingLog;
 use sluice_engine::query::{
-    PersistentQuery, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampSource,
+    PersistentQuery, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampParser, TimestampSource,
 };
 use sluice_engine::runtime::Runtime;
 use sluice_engine::schema::{Column, ColumnKind, LogicalSchema, SqlType};
@@ -26,6 +26,7 @@ use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicDescription}
 
 use crate::catalog::{Catalog, DataSource, QueryInfo};
 use crate::error::{Result, SqlError};
+use crate::functions::datetime::{Pattern, parse_millis};
 use crate::functions::{FunctionKind, FunctionRegistry};
 use crate::parser::{
     ColumnConstraint, CreateAsSelect, CreateSource, ParsedStatement, PropertyValue, Query,
@@ -294,7 +295,8 @@ impl KsqlContext {
         };
         let (key_format, value_format) = formats(props, None)?;
         check_formats(&schema, &key_format, &value_format)?;
-        let timestamp_column = timestamp_column(props, &schema)?;
+        let (timestamp_column, timestamp_format) = timestamp_column(props, &schema)?.unzip();
+        let timestamp_format = timestamp_format.flatten();
         let wrap_single_value = wrap_single_value(props, &schema, &value_format)?;
         let window = declared_window(props)?;
         if window.is_some() && schema.key_count() == 0 {
@@ -330,6 +332,7 @@ impl KsqlContext {
             value_format,
             wrap_single_value,
             timestamp_column,
+            timestamp_format,
             window,
             read_only: create.read_only,
             sql: sql.to_string(),
@@ -431,6 +434,8 @@ impl KsqlContext {
                 .unwrap_or(1);
             backend.create_topic(&topic, partitions, replicas as u16)?;
         }
+        let (timestamp_column, timestamp_format) =
+            timestamp_column(props, &planned.schema)?.unzip();
         let sink = DataSource {
             name: create.name.clone(),
             kind: create.kind,
@@ -439,7 +444,8 @@ impl KsqlContext {
             key_format,
             value_format,
             wrap_single_value,
-            timestamp_column: None,
+            timestamp_column,
+            timestamp_format: timestamp_format.flatten(),
             window: planned.window,
             read_only: false,
             sql: sql.to_string(),
@@ -472,14 +478,27 @@ impl KsqlContext {
         operators: Vec<Box<dyn sluice_engine::operator::Operator>>,
         sink: &DataSource,
     ) -> Result<()> {
-        let timestamp = match &source.timestamp_column {
-            Some(name) => TimestampSource::Column(
+        let position = source
+            .timestamp_column
+            .as_ref()
+            .map(|name| {
                 source.schema.columns().iter().position(|c| &c.name == name).ok_or_else(|| {
                     SqlError::Statement(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"))
-                })?,
-            ),
-            None => TimestampSource::RecordTime,
-        };
+                })
+            })
+            .transpose()?;
+        let timestamp = timestamp_source(position, source.timestamp_format.as_deref())?;
+        // Output rows are keys then values.
+        let sink_position = sink.timestamp_column.as_ref().and_then(|name| {
+            let keys: Vec<_> = sink.schema.key_columns().collect();
+            keys.iter().position(|c| &c.name == name).or_else(|| {
+                sink.schema
+                    .value_columns()
+                    .position(|c| &c.name == name)
+                    .map(|p| keys.len() + p)
+            })
+        });
+        let sink_timestamp = timestamp_source(sink_position, sink.timestamp_format.as_deref())?;
         let plan = QueryPlan {
             id: query_id.to_string(),
             source: SourceSpec {
@@ -496,6 +515,7 @@ impl KsqlContext {
                 schema: sink.schema.clone(),
                 codec: sink.codec(),
                 window: sink.window,
+                timestamp: sink_timestamp,
             },
         };
         let query = PersistentQuery::start(
@@ -915,7 +935,30 @@ fn schema_of(columns: &[&Column]) -> String {
     format!("Persistence{{columns=[{}]}}", parts.join(", "))
 }
 
-fn timestamp_column(props: &WithProperties, schema: &LogicalSchema) -> Result<Option<String>> {
+/// Where a query's rows get their time: a column at `position` (read
+/// by the `format` pattern when given), else the record time.
+fn timestamp_source(position: Option<usize>, format: Option<&str>) -> Result<TimestampSource> {
+    Ok(match (position, format) {
+        (None, _) => TimestampSource::RecordTime,
+        (Some(i), None) => TimestampSource::Column(i),
+        (Some(i), Some(format)) => {
+            let pattern = Pattern::parse(format)
+                .map_err(|e| SqlError::Statement(format!("Invalid TIMESTAMP_FORMAT: {e}")))?;
+            TimestampSource::Parsed(
+                i,
+                TimestampParser(Arc::new(move |text| {
+                    parse_millis(text, &pattern, None).ok()
+                })),
+            )
+        }
+    })
+}
+
+/// The `TIMESTAMP` column of a WITH clause and its `TIMESTAMP_FORMAT`.
+fn timestamp_column(
+    props: &WithProperties,
+    schema: &LogicalSchema,
+) -> Result<Option<(String, Option<String>)>> {
     let Some(name) = props.get("TIMESTAMP").map(PropertyValue::as_text) else {
         return Ok(None);
     };
@@ -925,10 +968,14 @@ fn timestamp_column(props: &WithProperties, schema: &LogicalSchema) -> Result<Op
             "The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"
         );
     };
+    let format = props.get("TIMESTAMP_FORMAT").map(PropertyValue::as_text);
     match column.sql_type {
-        SqlType::Bigint | SqlType::Timestamp => Ok(Some(name)),
-        SqlType::String if props.contains_key("TIMESTAMP_FORMAT") => {
-            not_supported!("TIMESTAMP_FORMAT")
+        SqlType::Bigint | SqlType::Timestamp => Ok(Some((name, None))),
+        SqlType::String if format.is_some() => {
+            let format = format.unwrap_or_default();
+            Pattern::parse(&format)
+                .map_err(|e| SqlError::Statement(format!("Invalid TIMESTAMP_FORMAT: {e}")))?;
+            Ok(Some((name, Some(format))))
         }
         _ => statement_err!(
             "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified."
