@@ -141,6 +141,24 @@ impl KsqlContext {
             .insert(name.to_string(), value.to_string());
     }
 
+    /// `ksql.persistence.default.format.value`: the value format of
+    /// sources that name none.
+    fn default_value_format(&self) -> Option<String> {
+        self.properties
+            .lock()
+            .get("ksql.persistence.default.format.value")
+            .cloned()
+    }
+
+    /// `ksql.persistence.wrap.single.values`: whether single value
+    /// columns are wrapped when `WRAP_SINGLE_VALUE` is not given.
+    fn wrap_by_default(&self) -> bool {
+        self.properties
+            .lock()
+            .get("ksql.persistence.wrap.single.values")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+    }
+
     pub fn source(&self, name: &str) -> Option<Arc<DataSource>> {
         self.catalog.lock().source(name).cloned()
     }
@@ -293,11 +311,12 @@ impl KsqlContext {
                 "Missing required property \"KAFKA_TOPIC\" which has no default value."
             );
         };
-        let (key_format, value_format) = formats(props, None)?;
+        let (key_format, value_format) = formats(props, None, self.default_value_format())?;
         check_formats(&schema, &key_format, &value_format)?;
         let (timestamp_column, timestamp_format) = timestamp_column(props, &schema)?.unzip();
         let timestamp_format = timestamp_format.flatten();
-        let wrap_single_value = wrap_single_value(props, &schema, &value_format)?;
+        let wrap_single_value =
+            wrap_single_value(props, &schema, &value_format, self.wrap_by_default())?;
         let window = declared_window(props)?;
         if window.is_some() && schema.key_count() == 0 {
             return statement_err!("Windowed sources require a key column.");
@@ -409,13 +428,22 @@ impl KsqlContext {
             .get("KAFKA_TOPIC")
             .map(PropertyValue::as_text)
             .unwrap_or_else(|| create.name.clone());
-        let (mut key_format, value_format) =
-            formats(props, Some((&source.key_format, &source.value_format)))?;
-        if key_format == Format::None && planned.schema.key_count() > 0 {
+        let (mut key_format, value_format) = formats(
+            props,
+            Some((&source.key_format, &source.value_format)),
+            None,
+        )?;
+        let key_format_given = props.contains_key("KEY_FORMAT") || props.contains_key("FORMAT");
+        if key_format == Format::None && planned.schema.key_count() > 0 && !key_format_given {
             key_format = Format::Kafka;
         }
         check_formats(&planned.schema, &key_format, &value_format)?;
-        let wrap_single_value = wrap_single_value(props, &planned.schema, &value_format)?;
+        let wrap_single_value = wrap_single_value(
+            props,
+            &planned.schema,
+            &value_format,
+            self.wrap_by_default(),
+        )?;
         let backend = self.runtime.backend();
         if backend.describe_topic(&topic).is_none() {
             let source_partitions = backend
@@ -836,6 +864,7 @@ fn parse_count(value: &PropertyValue, name: &str) -> Result<u32> {
 fn formats(
     props: &WithProperties,
     inherited: Option<(&Format, &Format)>,
+    default_value: Option<String>,
 ) -> Result<(Format, Format)> {
     let text = |k: &str| props.get(k).map(PropertyValue::as_text);
     let delimiter = match text("VALUE_DELIMITER") {
@@ -872,7 +901,7 @@ fn formats(
         Some(k) => parse(&k)?,
         None => inherited.map(|(k, _)| k.clone()).unwrap_or(Format::Kafka),
     };
-    let value = match text("VALUE_FORMAT").or(format) {
+    let value = match text("VALUE_FORMAT").or(format).or(default_value) {
         Some(v) => parse(&v)?,
         None => match inherited {
             Some((_, v)) => match (v, delimiter) {
@@ -987,9 +1016,16 @@ fn wrap_single_value(
     props: &WithProperties,
     schema: &LogicalSchema,
     value: &Format,
+    by_default: bool,
 ) -> Result<bool> {
     match props.get("WRAP_SINGLE_VALUE") {
-        None => Ok(true),
+        // The configured default applies where wrapping means something.
+        None => Ok(by_default
+            || schema.value_columns().count() != 1
+            || !matches!(value, Format::Json | Format::Protobuf { .. })),
+        Some(PropertyValue::Boolean(true)) if matches!(value, Format::Delimited { .. }) => {
+            statement_err!("Format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
+        }
         Some(PropertyValue::Boolean(wrap)) => {
             if schema.value_columns().count() != 1 {
                 return statement_err!(
