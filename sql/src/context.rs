@@ -867,20 +867,24 @@ fn formats(
     default_value: Option<String>,
 ) -> Result<(Format, Format)> {
     let text = |k: &str| props.get(k).map(PropertyValue::as_text);
-    let delimiter = match text("VALUE_DELIMITER") {
-        None => None,
-        Some(d) => Some(match d.to_uppercase().as_str() {
-            "TAB" => '\t',
-            "SPACE" => ' ',
-            _ if d.chars().count() == 1 => d.chars().next().unwrap_or(','),
-            _ => {
-                return statement_err!(
-                    "Invalid delimiter '{d}': a delimiter is a single character, TAB or SPACE"
-                );
-            }
-        }),
+    let delimiter_of = |property: &str| -> Result<Option<char>> {
+        Ok(match text(property) {
+            None => None,
+            Some(d) => Some(match d.to_uppercase().as_str() {
+                "TAB" => '\t',
+                "SPACE" => ' ',
+                _ if d.chars().count() == 1 => d.chars().next().unwrap_or(','),
+                _ => {
+                    return statement_err!(
+                        "Invalid delimiter '{d}': a delimiter is a single character, TAB or SPACE"
+                    );
+                }
+            }),
+        })
     };
-    let parse = |name: &str| -> Result<Format> {
+    let delimiter = delimiter_of("VALUE_DELIMITER")?;
+    let key_delimiter = delimiter_of("KEY_DELIMITER")?;
+    let parse_with = |name: &str, delimiter: Option<char>| -> Result<Format> {
         match Format::from_name(name, delimiter) {
             Ok(f) => Ok(f),
             Err(_) => match name.to_uppercase().as_str() {
@@ -891,6 +895,7 @@ fn formats(
             },
         }
     };
+    let parse = |name: &str| parse_with(name, delimiter);
     let format = text("FORMAT");
     if format.is_some() && (text("KEY_FORMAT").is_some() || text("VALUE_FORMAT").is_some()) {
         return statement_err!(
@@ -898,7 +903,7 @@ fn formats(
         );
     }
     let key = match text("KEY_FORMAT").or(format.clone()) {
-        Some(k) => parse(&k)?,
+        Some(k) => parse_with(&k, key_delimiter)?,
         None => inherited.map(|(k, _)| k.clone()).unwrap_or(Format::Kafka),
     };
     let value = match text("VALUE_FORMAT").or(format).or(default_value) {

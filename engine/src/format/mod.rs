@@ -208,7 +208,8 @@ impl RecordCodec {
             return Ok(None);
         }
         let unwrap = self.key_columns.len() == 1;
-        if unwrap && arrays[0].is_null(row) {
+        // A key whose columns are all null is no key at all.
+        if arrays.iter().all(|a| a.is_null(row)) {
             return Ok(None);
         }
         encode(&self.key_format, &self.key_columns, arrays, row, unwrap).map(Some)
