@@ -15,6 +15,7 @@ pub mod collect;
 pub mod count_distinct;
 pub mod datetime;
 pub mod geo;
+pub mod greatest;
 pub mod histogram;
 pub mod java_string;
 pub mod json;
@@ -51,8 +52,6 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("COALESCE", "coalesce"),
     ("IFNULL", "coalesce"),
     ("NULLIF", "nullif"),
-    ("GREATEST", "greatest"),
-    ("LEAST", "least"),
     ("MD5", "md5"),
     ("ARRAY_CONTAINS", "array_has"),
     ("ARRAY_DISTINCT", "array_distinct"),
@@ -131,6 +130,9 @@ impl FunctionRegistry {
             add_row(&mut scalars, f);
         }
         add_row(&mut scalars, geo::GeoDistance);
+        for f in greatest::Extreme::ALL {
+            add_row(&mut scalars, f);
+        }
         for f in array::ArrayFn::ALL {
             add_row(&mut scalars, f);
         }

@@ -159,7 +159,18 @@ impl PlanContext<'_> {
                 clause: "WHERE",
                 allow_aggregates: false,
             };
-            let predicate = self.physical(planner.convert(predicate)?, &scope)?;
+            let converted = planner.convert(predicate)?;
+            let predicate_type = converted.get_type(&scope.df)?;
+            if !matches!(predicate_type, DataType::Boolean | DataType::Null) {
+                return statement_err!(
+                    "Type error in WHERE expression: Should evaluate to boolean but is {} ({}) instead.",
+                    ksql_text(predicate),
+                    SqlType::from_arrow(&predicate_type)
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| predicate_type.to_string())
+                );
+            }
+            let predicate = self.physical(converted, &scope)?;
             operators.push(match table_keys {
                 Some(n) => Box::new(Filter::for_table(predicate, scope.arrow.clone(), n)?),
                 None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
