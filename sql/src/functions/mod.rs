@@ -20,6 +20,7 @@ pub mod histogram;
 pub mod java_string;
 pub mod json;
 pub mod lambda;
+pub mod map;
 pub mod math;
 pub mod rowwise;
 pub mod stddev;
@@ -130,6 +131,9 @@ impl FunctionRegistry {
             add_row(&mut scalars, f);
         }
         add_row(&mut scalars, geo::GeoDistance);
+        for f in map::MapFn::ALL {
+            add_row(&mut scalars, f);
+        }
         for f in greatest::Extreme::ALL {
             add_row(&mut scalars, f);
         }
