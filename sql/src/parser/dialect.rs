@@ -43,8 +43,9 @@ impl Dialect for KsqlDialect {
         false
     }
 
+    /// `x IN ()` is a syntax error in ksqlDB.
     fn supports_in_empty_list(&self) -> bool {
-        true
+        false
     }
 
     /// `=>` starts a lambda (`x => x + 1`), not a named argument.

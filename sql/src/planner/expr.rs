@@ -541,7 +541,22 @@ impl ExprPlanner<'_> {
         let subject_type = self.type_of(&subject)?;
         let mut items = Vec::with_capacity(list.len());
         for item in list {
-            let converted = self.convert(item)?;
+            // A number or boolean literal compared with a string is its
+            // text, as written.
+            let as_text = match item {
+                SqlExpr::Value(v) if type_class(&subject_type) == TypeClass::Text => {
+                    match &v.value {
+                        Value::Number(text, _) => Some(text.clone()),
+                        Value::Boolean(b) => Some(b.to_string()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let converted = match as_text {
+                Some(text) => lit(text),
+                None => self.convert(item)?,
+            };
             let item_type = self.type_of(&converted)?;
             let converted = match (&converted, type_class(&subject_type)) {
                 (Expr::Literal(ScalarValue::Utf8(Some(text)), _), class)
