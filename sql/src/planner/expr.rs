@@ -443,6 +443,68 @@ impl ExprPlanner<'_> {
 
     /// ksqlDB rejects comparisons between unrelated types instead of
     /// casting one side.
+    /// A `STRUCT(name := value, ...)` call as a value of struct type
+    /// `fields`: missing fields are null, values cast to the field types;
+    /// `None` when it names a field `fields` lacks.
+    fn struct_as(
+        &self,
+        f: &datafusion::sql::sqlparser::ast::Function,
+        fields: &datafusion::arrow::datatypes::Fields,
+    ) -> Result<Option<Expr>> {
+        let FunctionArguments::List(list) = &f.args else {
+            return statement_err!("STRUCT takes name := value pairs");
+        };
+        let mut given: Vec<(String, &SqlExpr)> = Vec::new();
+        for arg in &list.args {
+            let FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } = arg
+            else {
+                return statement_err!("STRUCT fields need names: STRUCT(NAME := value)");
+            };
+            given.push((normalize_ident(name), value));
+        }
+        if given
+            .iter()
+            .any(|(name, _)| !fields.iter().any(|f| f.name() == name))
+        {
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        for field in fields {
+            let value = match given.iter().find(|(name, _)| name == field.name()) {
+                Some((_, v)) => {
+                    let value = self.convert(v)?;
+                    let value_type = self.type_of(&value)?;
+                    // Literals convert; other values must already be of
+                    // the field's kind.
+                    if !matches!(value, Expr::Literal(_, _))
+                        && type_class(&value_type) != type_class(field.data_type())
+                    {
+                        let whole = SqlExpr::Function(f.clone());
+                        let item_type = self.type_of(&self.convert(&whole)?)?;
+                        return statement_err!(
+                            "Invalid Predicate: operator does not exist: {} = {} ({})",
+                            type_name(&DataType::Struct(fields.clone())),
+                            type_name(&item_type),
+                            ksql_text(&whole)
+                        );
+                    }
+                    value
+                }
+                None => Expr::Literal(ScalarValue::try_new_null(field.data_type())?, None),
+            };
+            parts.push(lit(field.name().clone()));
+            parts.push(Expr::Cast(Cast::new(
+                Box::new(value),
+                field.data_type().clone(),
+            )));
+        }
+        Ok(Some(self.call_internal("named_struct", parts)?))
+    }
+
     /// `MAP(key := value, ...)`: a quoted key is a string, an unquoted
     /// one a column.
     fn map_constructor(&self, f: &datafusion::sql::sqlparser::ast::Function) -> Result<Expr> {
@@ -553,6 +615,17 @@ impl ExprPlanner<'_> {
                 }
                 _ => None,
             };
+            // A STRUCT(...) item takes the subject's struct type, field by
+            // field; one naming a field the subject lacks never matches.
+            if let (DataType::Struct(fields), SqlExpr::Function(f)) = (&subject_type, item)
+                && f.name.to_string().eq_ignore_ascii_case("STRUCT")
+            {
+                match self.struct_as(f, fields)? {
+                    Some(e) => items.push(e),
+                    None => continue,
+                }
+                continue;
+            }
             let converted = match as_text {
                 Some(text) => lit(text),
                 None => self.convert(item)?,
