@@ -349,6 +349,52 @@ impl RowKind for StrFn {
     }
 }
 
+/// Rewrites a LIKE pattern escaped with `escape` into backslash escapes,
+/// the only escape DataFusion's LIKE knows.
+pub fn rewrite_escape(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            if let Some(next) = chars.next() {
+                out.push('\\');
+                out.push(next);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A computed LIKE pattern with its own escape character, rewritten per
+/// row by [`rewrite_escape`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EscapedPattern(pub char);
+
+impl RowKind for EscapedPattern {
+    fn name(&self) -> &'static str {
+        "like_pattern"
+    }
+
+    fn coerce(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        expect(self.name(), args, &[&[Arg::Str]])
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn call(&self, args: &[ScalarValue], _: &DataType) -> Result<ScalarValue> {
+        Ok(match args.first().and_then(text) {
+            Some(p) => string(rewrite_escape(p, self.0)),
+            None => ScalarValue::Null,
+        })
+    }
+}
+
 /// Pads `input` to `len` items with repeats of `pad`, or cuts it to `len`;
 /// `None` when there is nothing to pad with.
 fn pad_items<T: Clone>(input: &[T], pad: &[T], len: usize, left: bool) -> Option<Vec<T>> {

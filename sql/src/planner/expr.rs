@@ -29,6 +29,7 @@ use crate::functions::lambda::{
     LambdaKind, LambdaUdf, compile_body, map_type, parameter_fields, strict_arithmetic,
 };
 use crate::functions::rowwise::RowUdf;
+use crate::functions::string::{EscapedPattern, rewrite_escape};
 use crate::parser::normalize_ident;
 use crate::parser::types::parse_type_str;
 use crate::{not_supported, statement_err};
@@ -158,6 +159,14 @@ impl ExprPlanner<'_> {
                         Value::SingleQuotedString(text) => (lit(rewrite_escape(text, esc)), None),
                         _ => (self.convert(pattern)?, Some(esc)),
                     },
+                    // A computed pattern is rewritten row by row.
+                    (_, Some(esc)) if esc != '\\' => (
+                        Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::new(ScalarUDF::from(RowUdf::new(EscapedPattern(esc)))),
+                            vec![self.convert(pattern)?],
+                        )),
+                        None,
+                    ),
                     _ => (self.convert(pattern)?, escape),
                 };
                 null_is_false(Expr::Like(Like::new(
@@ -1144,25 +1153,6 @@ fn type_name(t: &DataType) -> String {
     SqlType::from_arrow(t)
         .map(|s| s.to_string())
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Rewrites a LIKE pattern escaped with `escape` into backslash escapes.
-fn rewrite_escape(pattern: &str, escape: char) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if c == escape {
-            if let Some(next) = chars.next() {
-                out.push('\\');
-                out.push(next);
-            }
-        } else if c == '\\' {
-            out.push_str("\\\\");
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// sqlparser reads `a->b` as a lambda; in ksqlDB it is struct field
