@@ -184,7 +184,7 @@ impl PlanContext<'_> {
         }
         if is_aggregate {
             let (ops, schema) =
-                self.plan_aggregate(query, &scope, &source, converted, table_keys)?;
+                self.plan_aggregate(query, &scope, &source, converted, table_keys, sink_name)?;
             operators.extend(ops);
             let window = query.window.as_ref().map(window_type).or(source.window);
             return Ok(PlannedQuery {
@@ -429,6 +429,7 @@ impl PlanContext<'_> {
         source: &DataSource,
         converted: Vec<(Expr, &SqlExpr, Option<String>)>,
         table_keys: Option<usize>,
+        sink_name: &str,
     ) -> Result<(Vec<Box<dyn Operator>>, LogicalSchema)> {
         if query.group_by.is_empty() {
             let offending: Vec<String> = converted
@@ -723,15 +724,17 @@ impl PlanContext<'_> {
         let mut value_columns = Vec::new();
         let mut offending = Vec::new();
         for (expr, sql, alias) in &converted {
-            if let Some(i) = group_exprs.iter().position(|g| g == expr)
-                && key_names[i].is_none()
-            {
-                key_names[i] = Some(
-                    alias
-                        .clone()
-                        .or_else(|| derived_name(sql))
-                        .unwrap_or_else(|| namer.next()),
-                );
+            if let Some(i) = group_exprs.iter().position(|g| g == expr) {
+                let name = alias
+                    .clone()
+                    .or_else(|| derived_name(sql))
+                    .unwrap_or_else(|| namer.next());
+                if let Some(first) = &key_names[i] {
+                    return statement_err!(
+                        "The projection contains a key column more than once: `{first}` and `{name}`."
+                    );
+                }
+                key_names[i] = Some(name);
                 continue;
             }
             let rewritten = rewrite(expr)?;
@@ -753,6 +756,24 @@ impl PlanContext<'_> {
             return statement_err!(
                 "Non-aggregate SELECT expression(s) not part of GROUP BY: {}",
                 offending.join(", ")
+            );
+        }
+        let missing: Vec<String> = key_names
+            .iter()
+            .zip(&query.group_by)
+            .filter(|(name, _)| name.is_none())
+            .map(|(_, sql)| ksql_text(sql))
+            .collect();
+        if !missing.is_empty() {
+            let noun = if missing.len() == 1 {
+                "expression"
+            } else {
+                "expressions"
+            };
+            return statement_err!(
+                "The query used to build `{sink_name}` must include the grouping {noun} {} in its projection (eg, SELECT {}...).",
+                join_and(&missing),
+                missing.join(", ")
             );
         }
         let mut columns = Vec::new();
