@@ -288,11 +288,35 @@ impl PlanContext<'_> {
         );
         let mut keys_seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut columns = Vec::new();
+        // A struct field's name (`a->b` is B) must not clash with a source
+        // column or another item: it takes the first free B_1, B_2...
+        let mut taken: Vec<String> = source
+            .schema
+            .columns()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        taken.extend(
+            converted
+                .iter()
+                .filter(|(_, e, a)| a.is_some() || !is_dereference(e))
+                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e))),
+        );
         for (expr, sql, alias) in converted {
-            let name = alias
-                .clone()
-                .or_else(|| derived_name(sql))
-                .unwrap_or_else(|| namer.next());
+            let name = match (alias, derived_name(sql)) {
+                (None, Some(base)) if is_dereference(sql) => {
+                    let name = std::iter::once(base.clone())
+                        .chain((1..).map(|n| format!("{base}_{n}")))
+                        .find(|n| !taken.contains(n))
+                        .unwrap_or(base);
+                    taken.push(name.clone());
+                    name
+                }
+                _ => alias
+                    .clone()
+                    .or_else(|| derived_name(sql))
+                    .unwrap_or_else(|| namer.next()),
+            };
             let key_ref = match expr {
                 Expr::Column(c) => scope
                     .by_field(&c.name)
@@ -838,6 +862,19 @@ fn ksql_aggregate_type(
 
 /// A select item: its expression, as written and planned, and its alias.
 type SelectItemExpr<'q> = (Expr, &'q SqlExpr, Option<String>);
+
+/// Whether a select item is a struct field access (`a->b`).
+fn is_dereference(e: &SqlExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, LambdaSyntax};
+    matches!(e, SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow)
+        || matches!(
+            e,
+            SqlExpr::BinaryOp {
+                op: BinaryOperator::Arrow,
+                ..
+            }
+        )
+}
 
 fn contains_table_function(e: &Expr) -> bool {
     let mut found = false;
