@@ -1,8 +1,16 @@
-//! `CAST(x AS STRING)` of an array, map or struct: the text Java's
-//! `toString` gives the value in ksqlDB (`[1, 2]`, `{a=1, b=2}`,
-//! `Struct{A=1,B=x}`; a struct leaves out its null fields).
+//! Casts of collections as ksqlDB's Java code performs them.
+//!
+//! - [`JavaString`]: `CAST(x AS STRING)` of an array, map or struct: the
+//!   text Java's `toString` gives the value (`[1, 2]`, `{a=1, b=2}`,
+//!   `Struct{A=1,B=x}`; a struct leaves out its null fields).
+//! - [`JavaCast`]: `CAST` between arrays or maps, element by element;
+//!   BIGINT to INT narrows as Java's `(int)` does (wrapping), where
+//!   DataFusion would give null.
 
-use datafusion::arrow::array::Array;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, MapArray, StructArray, new_empty_array};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use sluice_engine::format::delimited::field_text;
@@ -31,6 +39,75 @@ impl RowKind for JavaString {
             _ => Ok(ScalarValue::Null),
         }
     }
+}
+
+/// A cast between collection types, element by element.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JavaCast(pub DataType);
+
+impl RowKind for JavaCast {
+    fn name(&self) -> &'static str {
+        "java_cast"
+    }
+
+    fn coerce(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(args.to_vec())
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(self.0.clone())
+    }
+
+    fn call(&self, args: &[ScalarValue], _: &DataType) -> Result<ScalarValue> {
+        match args.first() {
+            Some(v) => java_cast(v, &self.0),
+            None => Ok(ScalarValue::Null),
+        }
+    }
+}
+
+/// `value` as `target`, recursing into arrays and maps.
+fn java_cast(value: &ScalarValue, target: &DataType) -> Result<ScalarValue> {
+    if value.is_null() {
+        return ScalarValue::try_new_null(target);
+    }
+    Ok(match (value, target) {
+        (ScalarValue::Int64(Some(v)), DataType::Int32) => ScalarValue::Int32(Some(*v as i32)),
+        (ScalarValue::List(list), DataType::List(item)) => {
+            let items = list.value(0);
+            let cast = (0..items.len())
+                .map(|i| java_cast(&ScalarValue::try_from_array(&items, i)?, item.data_type()))
+                .collect::<Result<Vec<_>>>()?;
+            ScalarValue::List(ScalarValue::new_list_nullable(&cast, item.data_type()))
+        }
+        (ScalarValue::Map(map), DataType::Map(entries, sorted)) => {
+            let DataType::Struct(fields) = entries.data_type() else {
+                return exec_err!("map entries are not a struct");
+            };
+            let kv = map.value(0);
+            let column = |c: usize, t: &DataType| -> Result<ArrayRef> {
+                let items = (0..kv.len())
+                    .map(|i| java_cast(&ScalarValue::try_from_array(kv.column(c), i)?, t))
+                    .collect::<Result<Vec<_>>>()?;
+                if items.is_empty() {
+                    return Ok(new_empty_array(t));
+                }
+                ScalarValue::iter_to_array(items)
+            };
+            let keys = column(0, fields[0].data_type())?;
+            let values = column(1, fields[1].data_type())?;
+            let entries_array = StructArray::try_new(fields.clone(), vec![keys, values], None)?;
+            let map = MapArray::try_new(
+                entries.clone(),
+                OffsetBuffer::from_lengths([kv.len()]),
+                entries_array,
+                None,
+                *sorted,
+            )?;
+            ScalarValue::Map(Arc::new(map))
+        }
+        (v, t) => v.cast_to(t)?,
+    })
 }
 
 /// Java's `toString` of a value.

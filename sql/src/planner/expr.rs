@@ -24,7 +24,7 @@ use sluice_engine::schema::{ColumnKind, SqlType};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
 use crate::functions::datetime::{UNIT_FUNCTIONS, parse_partial_timestamp, unit_millis};
-use crate::functions::java_string::JavaString;
+use crate::functions::java_string::{JavaCast, JavaString};
 use crate::functions::lambda::{
     LambdaKind, LambdaUdf, compile_body, map_type, parameter_fields, strict_arithmetic,
 };
@@ -231,6 +231,12 @@ impl ExprPlanner<'_> {
                         "Cast of {} to {target} is not supported",
                         type_name(&source)
                     );
+                }
+                if source.is_nested() && target_type.is_nested() && source != target_type {
+                    return Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::from(RowUdf::new(JavaCast(target_type)))),
+                        vec![value],
+                    )));
                 }
                 Expr::Cast(Cast::new(Box::new(value), target_type))
             }
