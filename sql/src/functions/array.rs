@@ -308,3 +308,70 @@ impl RowKind for ArrayFn {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(values: &[Option<i32>]) -> ScalarValue {
+        let items: Vec<ScalarValue> = values.iter().map(|v| ScalarValue::Int32(*v)).collect();
+        list(&items, &DataType::Int32)
+    }
+
+    fn call(f: ArrayFn, args: &[ScalarValue]) -> ScalarValue {
+        let types: Vec<DataType> = args.iter().map(|a| a.data_type()).collect();
+        let return_type = f.return_type(&f.coerce(&types).unwrap()).unwrap();
+        f.call(args, &return_type).unwrap()
+    }
+
+    #[test]
+    fn sort_puts_nulls_last_both_ways() {
+        let input = ints(&[Some(2), None, Some(1)]);
+        assert_eq!(
+            call(ArrayFn::Sort, std::slice::from_ref(&input)),
+            ints(&[Some(1), Some(2), None])
+        );
+        let desc = ScalarValue::Utf8(Some("DESC".into()));
+        assert_eq!(
+            call(ArrayFn::Sort, &[input, desc]),
+            ints(&[Some(2), Some(1), None])
+        );
+    }
+
+    #[test]
+    fn join_writes_nulls() {
+        let joined = call(ArrayFn::Join, &[ints(&[Some(1), None, Some(3)])]);
+        assert_eq!(joined, ScalarValue::Utf8(Some("1,null,3".into())));
+    }
+
+    #[test]
+    fn remove_min_max_and_length() {
+        let input = ints(&[Some(1), None, Some(1), Some(5)]);
+        let removed = call(
+            ArrayFn::Remove,
+            &[input.clone(), ScalarValue::Int32(Some(1))],
+        );
+        assert_eq!(removed, ints(&[None, Some(5)]));
+        assert_eq!(
+            call(ArrayFn::Max, std::slice::from_ref(&input)),
+            ScalarValue::Int32(Some(5))
+        );
+        assert_eq!(
+            call(ArrayFn::Min, std::slice::from_ref(&input)),
+            ScalarValue::Int32(Some(1))
+        );
+        assert_eq!(call(ArrayFn::Length, &[input]), ScalarValue::Int32(Some(4)));
+    }
+
+    #[test]
+    fn series_count_both_ways() {
+        let series = |a: i32, b: i32| {
+            call(
+                ArrayFn::GenerateSeries,
+                &[ScalarValue::Int32(Some(a)), ScalarValue::Int32(Some(b))],
+            )
+        };
+        assert_eq!(series(1, 3), ints(&[Some(1), Some(2), Some(3)]));
+        assert_eq!(series(3, 2), ints(&[Some(3), Some(2)]));
+    }
+}

@@ -120,3 +120,37 @@ impl Accumulator for CountDistinctAccumulator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringArray;
+
+    #[test]
+    fn counts_distinct_non_nulls_and_merges() {
+        let mut a = CountDistinctAccumulator {
+            data_type: DataType::Utf8,
+            seen: HashSet::default(),
+        };
+        let batch: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("x"),
+            None,
+            Some("x"),
+            Some("y"),
+        ]));
+        a.update_batch(&[batch]).unwrap();
+        assert_eq!(a.evaluate().unwrap(), ScalarValue::Int64(Some(2)));
+        let mut b = CountDistinctAccumulator {
+            data_type: DataType::Utf8,
+            seen: HashSet::default(),
+        };
+        let state: Vec<ArrayRef> = a
+            .state()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_array().unwrap())
+            .collect();
+        b.merge_batch(&state).unwrap();
+        assert_eq!(b.evaluate().unwrap(), ScalarValue::Int64(Some(2)));
+    }
+}

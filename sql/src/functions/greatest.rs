@@ -187,3 +187,53 @@ impl RowKind for Extreme {
             .unwrap_or(ScalarValue::Null))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GREATEST: Extreme = Extreme { greatest: true };
+
+    #[test]
+    fn resolves_overloads_as_ksqldb() {
+        assert_eq!(
+            GREATEST.coerce(&[DataType::Int32, DataType::Null]).unwrap(),
+            vec![DataType::Int32; 2]
+        );
+        // INT and BIGINT fit BIGINT, DECIMAL and DOUBLE alike: ambiguous.
+        assert!(
+            GREATEST
+                .coerce(&[DataType::Int32, DataType::Int64])
+                .is_err()
+        );
+        assert_eq!(
+            GREATEST
+                .coerce(&[DataType::Int32, DataType::Float64])
+                .unwrap(),
+            vec![DataType::Float64; 2]
+        );
+        assert_eq!(
+            GREATEST
+                .coerce(&[DataType::Decimal128(9, 2), DataType::Decimal128(7, 6)])
+                .unwrap(),
+            vec![DataType::Decimal128(13, 6); 2]
+        );
+        assert!(GREATEST.coerce(&[DataType::Utf8, DataType::Int32]).is_err());
+        assert!(GREATEST.coerce(&[DataType::Null, DataType::Null]).is_err());
+    }
+
+    #[test]
+    fn skips_nulls() {
+        let out = GREATEST
+            .call(
+                &[
+                    ScalarValue::Int32(None),
+                    ScalarValue::Int32(Some(3)),
+                    ScalarValue::Int32(Some(7)),
+                ],
+                &DataType::Int32,
+            )
+            .unwrap();
+        assert_eq!(out, ScalarValue::Int32(Some(7)));
+    }
+}

@@ -153,3 +153,23 @@ pub fn java_text(v: &ScalarValue) -> Result<String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_narrows_like_java() {
+        let list = ScalarValue::List(ScalarValue::new_list_nullable(
+            &[
+                ScalarValue::Int64(Some(1)),
+                ScalarValue::Int64(None),
+                ScalarValue::Int64(Some(2_147_483_648)),
+            ],
+            &DataType::Int64,
+        ));
+        assert_eq!(java_text(&list).unwrap(), "[1, null, 2147483648]");
+        let narrowed = java_cast(&list, &DataType::new_list(DataType::Int32, true)).unwrap();
+        assert_eq!(java_text(&narrowed).unwrap(), "[1, null, -2147483648]");
+    }
+}

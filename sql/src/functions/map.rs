@@ -181,3 +181,35 @@ impl RowKind for MapFn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::functions::java_string::java_text;
+
+    fn map(pairs: &[(&str, Option<i32>)]) -> ScalarValue {
+        let t = map_type(DataType::Utf8, DataType::Int32);
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    ScalarValue::Utf8(Some(k.to_string())),
+                    ScalarValue::Int32(*v),
+                )
+            })
+            .collect();
+        build(pairs, &t).unwrap()
+    }
+
+    #[test]
+    fn union_prefers_the_second_map() {
+        let t = map_type(DataType::Utf8, DataType::Int32);
+        let out = MapFn::Union
+            .call(
+                &[map(&[("a", Some(1)), ("b", Some(2))]), map(&[("a", None)])],
+                &t,
+            )
+            .unwrap();
+        assert_eq!(java_text(&out).unwrap(), "{a=null, b=2}");
+    }
+}

@@ -162,3 +162,29 @@ impl Accumulator for SumListAccumulator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_unsums_lists() {
+        let list = |items: &[Option<i32>]| -> ArrayRef {
+            let values: Vec<ScalarValue> = items.iter().map(|v| ScalarValue::Int32(*v)).collect();
+            ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Int32))
+                .to_array()
+                .unwrap()
+        };
+        let mut acc = SumListAccumulator {
+            floating: false,
+            data_type: DataType::Int32,
+            whole: 0,
+            fraction: 0.0,
+        };
+        acc.update_batch(&[list(&[Some(1), Some(2), None])])
+            .unwrap();
+        acc.update_batch(&[list(&[Some(10)])]).unwrap();
+        acc.retract_batch(&[list(&[Some(1), Some(2)])]).unwrap();
+        assert_eq!(acc.evaluate().unwrap(), ScalarValue::Int32(Some(10)));
+    }
+}
