@@ -47,6 +47,28 @@ pub struct RowUdf<K: RowKind> {
 }
 
 impl<K: RowKind> RowUdf<K> {
+    /// One row's result, typed as the function's result; a failed call is
+    /// null (and reported) unless the kind says otherwise.
+    fn call_row(&self, row: &[ScalarValue], return_type: &DataType) -> Result<ScalarValue> {
+        let value = match self.kind.call(row, return_type) {
+            Ok(v) => v,
+            Err(e) if self.kind.errors_are_null() => {
+                report_function_error(format!("{}: {e}", self.kind.name().to_uppercase()));
+                ScalarValue::Null
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(if value.is_null() {
+            ScalarValue::try_new_null(return_type)?
+        } else if value.data_type() != *return_type {
+            value.cast_to(return_type)?
+        } else {
+            value
+        })
+    }
+}
+
+impl<K: RowKind> RowUdf<K> {
     pub fn new(kind: K) -> Self {
         let volatility = if kind.volatile() {
             Volatility::Volatile
@@ -80,6 +102,20 @@ impl<K: RowKind> ScalarUDFImpl for RowUdf<K> {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let return_type = args.return_field.data_type().clone();
         let rows = args.number_rows;
+        // Constant arguments: one call serves every row.
+        let constants: Option<Vec<ScalarValue>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(s) => Some(s.clone()),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        if let Some(constants) = constants.filter(|c| !c.is_empty() && !self.kind.volatile()) {
+            return Ok(ColumnarValue::Scalar(
+                self.call_row(&constants, &return_type)?,
+            ));
+        }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let mut results = Vec::with_capacity(rows);
         let mut row = Vec::with_capacity(arrays.len());
@@ -88,21 +124,7 @@ impl<K: RowKind> ScalarUDFImpl for RowUdf<K> {
             for a in &arrays {
                 row.push(ScalarValue::try_from_array(a, i)?);
             }
-            let value = match self.kind.call(&row, &return_type) {
-                Ok(v) => v,
-                Err(e) if self.kind.errors_are_null() => {
-                    report_function_error(format!("{}: {e}", self.kind.name().to_uppercase()));
-                    ScalarValue::Null
-                }
-                Err(e) => return Err(e),
-            };
-            results.push(if value.is_null() {
-                ScalarValue::try_new_null(&return_type)?
-            } else if value.data_type() != return_type {
-                value.cast_to(&return_type)?
-            } else {
-                value
-            });
+            results.push(self.call_row(&row, &return_type)?);
         }
         if results.is_empty() {
             return Ok(ColumnarValue::Array(
