@@ -281,10 +281,12 @@ impl PlanContext<'_> {
         source: &DataSource,
         sink_name: &str,
     ) -> Result<(Vec<OutputColumn>, ())> {
+        // Generated names (KSQL_COL_n) skip the source's column names too.
         let mut namer = ColumnNamer::new(
             converted
                 .iter()
-                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e))),
+                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e)))
+                .chain(source.schema.columns().iter().map(|c| c.name.clone())),
         );
         let mut keys_seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut columns = Vec::new();
@@ -743,6 +745,7 @@ impl PlanContext<'_> {
             .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e)))
             .collect();
         names_in_use.extend(query.group_by.iter().filter_map(derived_name));
+        names_in_use.extend(source.schema.columns().iter().map(|c| c.name.clone()));
         let mut namer = ColumnNamer::new(names_in_use.into_iter());
         let mut key_names: Vec<Option<String>> = vec![None; group_exprs.len()];
         let mut value_columns = Vec::new();
