@@ -271,6 +271,15 @@ impl KsqlContext {
         }
         let mut columns = Vec::new();
         for c in &create.columns {
+            if matches!(
+                c.name.as_str(),
+                "ROWTIME" | "ROWPARTITION" | "ROWOFFSET" | "WINDOWSTART" | "WINDOWEND"
+            ) {
+                return statement_err!(
+                    "'{}' is a reserved column name. You cannot use it as a name for a column.",
+                    c.name
+                );
+            }
             let kind = match (c.constraint, create.kind) {
                 (ColumnConstraint::None, _) => ColumnKind::Value,
                 (ColumnConstraint::Key, SourceKind::Stream)
