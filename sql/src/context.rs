@@ -940,6 +940,18 @@ fn formats(
     };
     let key = nullable(key, "KEY_PROTOBUF_NULLABLE_REPRESENTATION")?;
     let value = nullable(value, "VALUE_PROTOBUF_NULLABLE_REPRESENTATION")?;
+    // Avro schema names mean nothing to the formats Sluice has.
+    for (format, property) in [
+        (&key, "KEY_AVRO_SCHEMA_FULL_NAME"),
+        (&value, "VALUE_AVRO_SCHEMA_FULL_NAME"),
+    ] {
+        if props.contains_key(property) {
+            return statement_err!(
+                "{} does not support the following configs: [fullSchemaName]",
+                format.name()
+            );
+        }
+    }
     Ok((key, value))
 }
 
