@@ -3,6 +3,12 @@
 //! `ARRAY_SORT` (nulls last either way), `ARRAY_REMOVE` (removes nulls
 //! too, compares maps by content), `ARRAY_MIN`/`ARRAY_MAX` (ignore nulls)
 //! for every element type, booleans and strings included.
+//!
+//! The set functions (`ARRAY_DISTINCT`, `ARRAY_UNION`, `ARRAY_INTERSECT`,
+//! `ARRAY_EXCEPT`) keep first-occurrence order and treat null as a value
+//! that appears once; `ARRAY_CONTAINS` finds a null in an array holding
+//! one. `SLICE(arr, from, to)` is 1-based and inclusive (a null bound is
+//! the array's end); `ARRAY_CONCAT` of a null and an array is the array.
 
 use std::cmp::Ordering;
 
@@ -24,10 +30,24 @@ pub enum ArrayFn {
     Length,
     Entries,
     GenerateSeries,
+    Distinct,
+    Union,
+    Intersect,
+    Except,
+    Contains,
+    Slice,
+    Concat,
 }
 
 impl ArrayFn {
-    pub const ALL: [ArrayFn; 8] = [
+    pub const ALL: [ArrayFn; 15] = [
+        ArrayFn::Distinct,
+        ArrayFn::Union,
+        ArrayFn::Intersect,
+        ArrayFn::Except,
+        ArrayFn::Contains,
+        ArrayFn::Slice,
+        ArrayFn::Concat,
         ArrayFn::Length,
         ArrayFn::Entries,
         ArrayFn::GenerateSeries,
@@ -62,6 +82,57 @@ fn elements(v: &ScalarValue) -> Result<Option<(Vec<ScalarValue>, DataType)>> {
         .map(|i| ScalarValue::try_from_array(&values, i))
         .collect::<Result<Vec<_>>>()?;
     Ok(Some((items, item.data_type().clone())))
+}
+
+/// The distinct values of `items`, first occurrences in order.
+fn distinct(items: Vec<ScalarValue>) -> Vec<ScalarValue> {
+    let mut out: Vec<ScalarValue> = Vec::with_capacity(items.len());
+    for v in items {
+        if !out.iter().any(|o| same(o, &v)) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// `ARRAY_UNION`, `ARRAY_INTERSECT`, `ARRAY_EXCEPT` and `ARRAY_CONCAT`.
+fn set_operation(f: ArrayFn, args: &[ScalarValue], return_type: &DataType) -> Result<ScalarValue> {
+    let DataType::List(item) = return_type else {
+        return exec_err!("{} returns an array", f.name());
+    };
+    let a = args.first().map(elements).transpose()?.flatten();
+    let b = args.get(1).map(elements).transpose()?.flatten();
+    let values = match (f, a, b) {
+        (ArrayFn::Concat, None, None) => return Ok(ScalarValue::Null),
+        (ArrayFn::Concat, a, b) => {
+            let mut all = a.map(|(v, _)| v).unwrap_or_default();
+            all.extend(b.map(|(v, _)| v).unwrap_or_default());
+            all
+        }
+        (_, None, _) | (_, _, None) => return Ok(ScalarValue::Null),
+        (ArrayFn::Union, Some((a, _)), Some((b, _))) => distinct(a.into_iter().chain(b).collect()),
+        (ArrayFn::Intersect, Some((a, _)), Some((b, _))) => distinct(
+            a.into_iter()
+                .filter(|v| b.iter().any(|w| same(v, w)))
+                .collect(),
+        ),
+        (_, Some((a, _)), Some((b, _))) => distinct(
+            a.into_iter()
+                .filter(|v| !b.iter().any(|w| same(v, w)))
+                .collect(),
+        ),
+    };
+    let values = values
+        .into_iter()
+        .map(|v| {
+            if v.data_type() == *item.data_type() {
+                Ok(v)
+            } else {
+                v.cast_to(item.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(list(&values, item.data_type()))
 }
 
 /// `GENERATE_SERIES(start, end [, step])`: from `start` to `end`
@@ -150,6 +221,13 @@ impl RowKind for ArrayFn {
             ArrayFn::Length => "array_length",
             ArrayFn::Entries => "entries",
             ArrayFn::GenerateSeries => "generate_series",
+            ArrayFn::Distinct => "array_distinct",
+            ArrayFn::Union => "array_union",
+            ArrayFn::Intersect => "array_intersect",
+            ArrayFn::Except => "array_except",
+            ArrayFn::Contains => "array_contains",
+            ArrayFn::Slice => "slice",
+            ArrayFn::Concat => "array_concat",
         }
     }
 
@@ -186,8 +264,44 @@ impl RowKind for ArrayFn {
             _ => {}
         }
         let Some(DataType::List(item)) = args.first() else {
-            return fail();
+            // A null first array takes the second's type.
+            return match (self, args) {
+                (
+                    ArrayFn::Union | ArrayFn::Intersect | ArrayFn::Except | ArrayFn::Concat,
+                    [DataType::Null, l @ DataType::List(_)],
+                ) => Ok(vec![l.clone(), l.clone()]),
+                _ => fail(),
+            };
         };
+        match (self, &args[1..]) {
+            (ArrayFn::Distinct, []) => return Ok(args.to_vec()),
+            (ArrayFn::Union | ArrayFn::Intersect | ArrayFn::Except | ArrayFn::Concat, [other])
+                if other == &args[0] || *other == DataType::Null =>
+            {
+                return Ok(vec![args[0].clone(), args[0].clone()]);
+            }
+            (ArrayFn::Union | ArrayFn::Intersect | ArrayFn::Except | ArrayFn::Concat, [other])
+                if other.is_nested() =>
+            {
+                // Arrays of different element types meet at a common one.
+                let common = datafusion::logical_expr::type_coercion::binary::comparison_coercion(
+                    &args[0], other,
+                );
+                return match common {
+                    Some(t) => Ok(vec![t.clone(), t]),
+                    None => fail(),
+                };
+            }
+            (ArrayFn::Contains, [_]) => return Ok(vec![args[0].clone(), item.data_type().clone()]),
+            (ArrayFn::Slice, [a, b])
+                if [a, b]
+                    .iter()
+                    .all(|t| t.is_integer() || **t == DataType::Null) =>
+            {
+                return Ok(vec![args[0].clone(), DataType::Int32, DataType::Int32]);
+            }
+            _ => {}
+        }
         match (self, &args[1..]) {
             (ArrayFn::Min | ArrayFn::Max | ArrayFn::Length, [])
             | (ArrayFn::Sort | ArrayFn::Join, []) => Ok(args.to_vec()),
@@ -204,6 +318,7 @@ impl RowKind for ArrayFn {
         Ok(match (self, args.first()) {
             (ArrayFn::Join, _) => DataType::Utf8,
             (ArrayFn::Length, _) => DataType::Int32,
+            (ArrayFn::Contains, _) => DataType::Boolean,
             (ArrayFn::GenerateSeries, Some(t)) => DataType::new_list(t.clone(), true),
             (ArrayFn::Entries, Some(DataType::Map(entries, _))) => {
                 let DataType::Struct(kv) = entries.data_type() else {
@@ -226,6 +341,9 @@ impl RowKind for ArrayFn {
         match self {
             ArrayFn::GenerateSeries => return generate_series(args, return_type),
             ArrayFn::Entries => return entries(args, return_type),
+            ArrayFn::Union | ArrayFn::Intersect | ArrayFn::Except | ArrayFn::Concat => {
+                return set_operation(*self, args, return_type);
+            }
             _ => {}
         }
         let Some((items, item_type)) = args.first().map(elements).transpose()?.flatten() else {
@@ -233,6 +351,26 @@ impl RowKind for ArrayFn {
         };
         Ok(match self {
             ArrayFn::Length => ScalarValue::Int32(Some(items.len() as i32)),
+            ArrayFn::Distinct => list(&distinct(items), &item_type),
+            ArrayFn::Contains => {
+                let wanted = args.get(1).cloned().unwrap_or(ScalarValue::Null);
+                ScalarValue::Boolean(Some(items.iter().any(|v| {
+                    (v.is_null() && wanted.is_null()) || (!v.is_null() && same(v, &wanted))
+                })))
+            }
+            ArrayFn::Slice => {
+                let bound = |i: usize| args.get(i).and_then(super::rowwise::int);
+                let len = items.len() as i64;
+                let from = bound(1).unwrap_or(1);
+                let to = bound(2).unwrap_or(len);
+                if from < 1 || to > len || from > to + 1 {
+                    return Ok(ScalarValue::Null);
+                }
+                list(&items[(from - 1) as usize..to as usize], &item_type)
+            }
+            ArrayFn::Union | ArrayFn::Intersect | ArrayFn::Except | ArrayFn::Concat => {
+                ScalarValue::Null
+            }
             ArrayFn::GenerateSeries | ArrayFn::Entries => ScalarValue::Null,
             ArrayFn::Join => {
                 let delimiter = match args.get(1) {

@@ -54,11 +54,6 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("IFNULL", "coalesce"),
     ("NULLIF", "nullif"),
     ("MD5", "md5"),
-    ("ARRAY_CONTAINS", "array_has"),
-    ("ARRAY_DISTINCT", "array_distinct"),
-    ("ARRAY_UNION", "array_union"),
-    ("ARRAY_INTERSECT", "array_intersect"),
-    ("ARRAY_EXCEPT", "array_except"),
     ("MAP_KEYS", "map_keys"),
     ("MAP_VALUES", "map_values"),
 ];
