@@ -1,6 +1,7 @@
 //! ksqlDB's functions over JSON text: `EXTRACTJSONFIELD`,
-//! `IS_JSON_STRING`, `JSON_ARRAY_CONTAINS`, `JSON_CONCAT`, `JSON_ITEMS`,
-//! `JSON_KEYS` and `JSON_RECORDS`.
+//! `IS_JSON_STRING`, `JSON_ARRAY_CONTAINS`, `JSON_ARRAY_LENGTH`,
+//! `JSON_CONCAT`, `JSON_ITEMS`, `JSON_KEYS` and `JSON_RECORDS`, and
+//! `TO_JSON_STRING`, which writes any value as the JSON format does.
 //!
 //! Text that is not JSON gives null (false for the predicates). JSON
 //! results are written compactly (`{"a":1}`); extracted strings are their
@@ -10,6 +11,7 @@ use datafusion::arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use serde_json::Value;
+use sluice_engine::format::json::write_value;
 use sluice_engine::schema::SqlType;
 use std::sync::Arc;
 
@@ -24,10 +26,14 @@ pub enum JsonFn {
     JsonItems,
     JsonKeys,
     JsonRecords,
+    JsonArrayLength,
+    ToJsonString,
 }
 
 impl JsonFn {
-    pub const ALL: [JsonFn; 7] = [
+    pub const ALL: [JsonFn; 9] = [
+        JsonFn::JsonArrayLength,
+        JsonFn::ToJsonString,
         JsonFn::ExtractJsonField,
         JsonFn::IsJsonString,
         JsonFn::JsonArrayContains,
@@ -61,6 +67,8 @@ impl RowKind for JsonFn {
             JsonFn::JsonItems => "json_items",
             JsonFn::JsonKeys => "json_keys",
             JsonFn::JsonRecords => "json_records",
+            JsonFn::JsonArrayLength => "json_array_length",
+            JsonFn::ToJsonString => "to_json_string",
         }
     }
 
@@ -69,6 +77,7 @@ impl RowKind for JsonFn {
         match self {
             JsonFn::ExtractJsonField => expect(self.name(), args, &[&[Str, Str]]),
             JsonFn::JsonArrayContains => expect(self.name(), args, &[&[Str, Any]]),
+            JsonFn::ToJsonString => expect(self.name(), args, &[&[Any]]),
             JsonFn::JsonConcat => {
                 let shape = vec![Str; args.len().max(1)];
                 expect(self.name(), args, &[&shape])
@@ -80,6 +89,7 @@ impl RowKind for JsonFn {
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
         Ok(match self {
             JsonFn::IsJsonString | JsonFn::JsonArrayContains => DataType::Boolean,
+            JsonFn::JsonArrayLength => DataType::Int32,
             JsonFn::JsonItems | JsonFn::JsonKeys => DataType::new_list(DataType::Utf8, true),
             JsonFn::JsonRecords => {
                 SqlType::Map(Box::new(SqlType::String), Box::new(SqlType::String)).to_arrow()
@@ -99,6 +109,21 @@ impl RowKind for JsonFn {
             ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Utf8))
         };
         Ok(match self {
+            JsonFn::JsonArrayLength => match json() {
+                Some(Value::Array(items)) => ScalarValue::Int32(i32::try_from(items.len()).ok()),
+                _ => ScalarValue::Null,
+            },
+            JsonFn::ToJsonString => {
+                let Some(value) = args.first() else {
+                    return Ok(ScalarValue::Null);
+                };
+                let array = value.to_array()?;
+                let mut out = String::new();
+                if let Err(e) = write_value(&mut out, array.as_ref(), 0) {
+                    return datafusion::common::exec_err!("TO_JSON_STRING: {e}");
+                }
+                string(out)
+            }
             JsonFn::ExtractJsonField => {
                 let (Some(doc), Some(path)) = (json(), args.get(1).and_then(text)) else {
                     return Ok(ScalarValue::Null);

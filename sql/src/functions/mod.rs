@@ -54,6 +54,8 @@ const SCALAR_ALIASES: &[(&str, &str)] = &[
     ("IFNULL", "coalesce"),
     ("NULLIF", "nullif"),
     ("MD5", "md5"),
+    ("RANDOM", "random"),
+    ("UUID", "uuid"),
     ("MAP_KEYS", "map_keys"),
     ("MAP_VALUES", "map_values"),
 ];

@@ -36,10 +36,30 @@ pub enum StrFn {
     Trim,
     Ltrim,
     Rtrim,
+    Split,
+    RegexpSplitToArray,
+    Mask,
+    MaskKeepLeft,
+    MaskKeepRight,
+    MaskLeft,
+    MaskRight,
+    IntFromBytes,
+    BigintFromBytes,
+    DoubleFromBytes,
 }
 
 impl StrFn {
-    pub const ALL: [StrFn; 18] = [
+    pub const ALL: [StrFn; 28] = [
+        StrFn::Split,
+        StrFn::RegexpSplitToArray,
+        StrFn::Mask,
+        StrFn::MaskKeepLeft,
+        StrFn::MaskKeepRight,
+        StrFn::MaskLeft,
+        StrFn::MaskRight,
+        StrFn::IntFromBytes,
+        StrFn::BigintFromBytes,
+        StrFn::DoubleFromBytes,
         StrFn::Substring,
         StrFn::Trim,
         StrFn::Ltrim,
@@ -90,6 +110,16 @@ impl RowKind for StrFn {
             StrFn::Trim => "trim",
             StrFn::Ltrim => "ltrim",
             StrFn::Rtrim => "rtrim",
+            StrFn::Split => "split",
+            StrFn::RegexpSplitToArray => "regexp_split_to_array",
+            StrFn::Mask => "mask",
+            StrFn::MaskKeepLeft => "mask_keep_left",
+            StrFn::MaskKeepRight => "mask_keep_right",
+            StrFn::MaskLeft => "mask_left",
+            StrFn::MaskRight => "mask_right",
+            StrFn::IntFromBytes => "int_from_bytes",
+            StrFn::BigintFromBytes => "bigint_from_bytes",
+            StrFn::DoubleFromBytes => "double_from_bytes",
         }
     }
 
@@ -135,6 +165,19 @@ impl RowKind for StrFn {
                 ],
             ),
             StrFn::Trim | StrFn::Ltrim | StrFn::Rtrim => expect(name, args, &[&[Str]]),
+            StrFn::Split => expect(name, args, &[&[Str, Str], &[Bytes, Bytes]]),
+            StrFn::RegexpSplitToArray => expect(name, args, &[&[Str, Str]]),
+            StrFn::Mask => expect(name, args, &[&[Str], &[Str, Str, Str, Str, Str]]),
+            StrFn::MaskKeepLeft | StrFn::MaskKeepRight | StrFn::MaskLeft | StrFn::MaskRight => {
+                expect(
+                    name,
+                    args,
+                    &[&[Str, Int32], &[Str, Int32, Str, Str, Str, Str]],
+                )
+            }
+            StrFn::IntFromBytes | StrFn::BigintFromBytes | StrFn::DoubleFromBytes => {
+                expect(name, args, &[&[Bytes], &[Bytes, Str]])
+            }
         }
     }
 
@@ -145,7 +188,15 @@ impl RowKind for StrFn {
             }
             StrFn::Instr | StrFn::Field => DataType::Int32,
             StrFn::SplitToMap => string_map_type(),
-            StrFn::RegexpExtractAll => DataType::new_list(DataType::Utf8, true),
+            StrFn::RegexpExtractAll | StrFn::RegexpSplitToArray => {
+                DataType::new_list(DataType::Utf8, true)
+            }
+            StrFn::Split => {
+                DataType::new_list(args.first().cloned().unwrap_or(DataType::Utf8), true)
+            }
+            StrFn::IntFromBytes => DataType::Int32,
+            StrFn::BigintFromBytes => DataType::Int64,
+            StrFn::DoubleFromBytes => DataType::Float64,
             StrFn::ToBytes => DataType::Binary,
             _ => DataType::Utf8,
         })
@@ -337,6 +388,121 @@ impl RowKind for StrFn {
                 }
                 None => ScalarValue::Null,
             },
+            StrFn::Split => match (args.first(), args.get(1)) {
+                (Some(ScalarValue::Binary(Some(b))), Some(ScalarValue::Binary(Some(d)))) => {
+                    let parts: Vec<ScalarValue> = split_bytes(b, d)
+                        .into_iter()
+                        .map(|p| ScalarValue::Binary(Some(p)))
+                        .collect();
+                    ScalarValue::List(ScalarValue::new_list_nullable(&parts, &DataType::Binary))
+                }
+                _ => match (s(0), s(1)) {
+                    (Some(input), Some(delimiter)) => {
+                        let parts: Vec<ScalarValue> = split_text(input, delimiter)
+                            .into_iter()
+                            .map(|p| ScalarValue::Utf8(Some(p)))
+                            .collect();
+                        ScalarValue::List(ScalarValue::new_list_nullable(&parts, &DataType::Utf8))
+                    }
+                    _ => ScalarValue::Null,
+                },
+            },
+            StrFn::RegexpSplitToArray => {
+                let (Some(input), Some(pattern)) = (s(0), s(1)) else {
+                    return Ok(ScalarValue::Null);
+                };
+                let parts: Vec<String> = if pattern.is_empty() {
+                    input.chars().map(String::from).collect()
+                } else {
+                    with_regex(pattern, |re| re.split(input).map(String::from).collect())?
+                };
+                let parts: Vec<ScalarValue> = parts
+                    .into_iter()
+                    .map(|p| ScalarValue::Utf8(Some(p)))
+                    .collect();
+                ScalarValue::List(ScalarValue::new_list_nullable(&parts, &DataType::Utf8))
+            }
+            StrFn::Mask
+            | StrFn::MaskKeepLeft
+            | StrFn::MaskKeepRight
+            | StrFn::MaskLeft
+            | StrFn::MaskRight => {
+                let Some(input) = s(0) else {
+                    return Ok(ScalarValue::Null);
+                };
+                let (count, first_mask) = if *self == StrFn::Mask {
+                    (0, 1)
+                } else {
+                    match n(1) {
+                        Some(c) if c >= 0 => (c as usize, 2),
+                        Some(c) => {
+                            return exec_err!(
+                                "function {} requires a non-negative number of characters, got {c}",
+                                self.name()
+                            );
+                        }
+                        None => return Ok(ScalarValue::Null),
+                    }
+                };
+                let masks = Masks::from_args(args, first_mask);
+                let chars: Vec<char> = input.chars().collect();
+                let len = chars.len();
+                let masked = |i: usize| match self {
+                    StrFn::Mask => true,
+                    StrFn::MaskKeepLeft => i >= count,
+                    StrFn::MaskKeepRight => i + count < len,
+                    StrFn::MaskLeft => i < count,
+                    _ => i + count >= len,
+                };
+                string(
+                    chars
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| if masked(i) { masks.apply(*c) } else { *c })
+                        .collect::<String>(),
+                )
+            }
+            StrFn::IntFromBytes | StrFn::BigintFromBytes | StrFn::DoubleFromBytes => {
+                let Some(raw) = args.first().and_then(bytes) else {
+                    return Ok(ScalarValue::Null);
+                };
+                let little = match args.get(1) {
+                    None => false,
+                    Some(order) => match text(order).map(str::to_uppercase).as_deref() {
+                        Some("BIG_ENDIAN") => false,
+                        Some("LITTLE_ENDIAN") => true,
+                        _ => {
+                            return exec_err!("byte order must be BIG_ENDIAN or LITTLE_ENDIAN");
+                        }
+                    },
+                };
+                let width = if *self == StrFn::IntFromBytes { 4 } else { 8 };
+                if raw.len() != width {
+                    return exec_err!(
+                        "{} takes {width} bytes, got {}",
+                        self.name().to_uppercase(),
+                        raw.len()
+                    );
+                }
+                let mut buf = [0u8; 8];
+                buf[..width].copy_from_slice(raw);
+                match (self, little) {
+                    (StrFn::IntFromBytes, false) => ScalarValue::Int32(Some(i32::from_be_bytes([
+                        buf[0], buf[1], buf[2], buf[3],
+                    ]))),
+                    (StrFn::IntFromBytes, true) => ScalarValue::Int32(Some(i32::from_le_bytes([
+                        buf[0], buf[1], buf[2], buf[3],
+                    ]))),
+                    (StrFn::BigintFromBytes, false) => {
+                        ScalarValue::Int64(Some(i64::from_be_bytes(buf)))
+                    }
+                    (StrFn::BigintFromBytes, true) => {
+                        ScalarValue::Int64(Some(i64::from_le_bytes(buf)))
+                    }
+                    (_, false) => ScalarValue::Float64(Some(f64::from_be_bytes(buf))),
+                    (_, true) => ScalarValue::Float64(Some(f64::from_le_bytes(buf))),
+                }
+            }
             StrFn::RegexpReplace => {
                 let (Some(input), Some(pattern), Some(replacement)) = (s(0), s(1), s(2)) else {
                     return Ok(ScalarValue::Null);
@@ -392,6 +558,69 @@ impl RowKind for EscapedPattern {
             Some(p) => string(rewrite_escape(p, self.0)),
             None => ScalarValue::Null,
         })
+    }
+}
+
+/// ksqlDB's `SPLIT` of text: an empty delimiter splits every character;
+/// empty parts (leading, trailing, between adjacent delimiters) are kept.
+fn split_text(input: &str, delimiter: &str) -> Vec<String> {
+    if delimiter.is_empty() {
+        return input.chars().map(String::from).collect();
+    }
+    input.split(delimiter).map(String::from).collect()
+}
+
+/// `SPLIT` of bytes, by the same rules.
+fn split_bytes(input: &[u8], delimiter: &[u8]) -> Vec<Vec<u8>> {
+    if delimiter.is_empty() {
+        return input.iter().map(|b| vec![*b]).collect();
+    }
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + delimiter.len() <= input.len() {
+        if &input[i..i + delimiter.len()] == delimiter {
+            parts.push(input[start..i].to_vec());
+            i += delimiter.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    parts.push(input[start..].to_vec());
+    parts
+}
+
+/// The replacement characters of the `MASK` functions: for upper-case,
+/// lower-case, digit and other characters; `None` keeps that class.
+struct Masks([Option<char>; 4]);
+
+impl Masks {
+    /// From the optional arguments starting at `from` (defaults `X`, `x`,
+    /// `n`, `-`; a given null keeps the class unmasked).
+    fn from_args(args: &[ScalarValue], from: usize) -> Masks {
+        let defaults = ['X', 'x', 'n', '-'];
+        let mut masks = [None; 4];
+        for (i, default) in defaults.iter().enumerate() {
+            masks[i] = match args.get(from + i) {
+                None => Some(*default),
+                Some(v) => text(v).and_then(|t| t.chars().next()),
+            };
+        }
+        Masks(masks)
+    }
+
+    fn apply(&self, c: char) -> char {
+        let class = if c.is_uppercase() {
+            0
+        } else if c.is_lowercase() {
+            1
+        } else if c.is_ascii_digit() {
+            2
+        } else {
+            3
+        };
+        self.0[class].unwrap_or(c)
     }
 }
 
@@ -739,6 +968,23 @@ mod tests {
     fn initcap_capitalises_words() {
         assert_eq!(initcap("the   Quick br0wn fOx"), "The   Quick Br0wn Fox");
         assert_eq!(initcap("some_string"), "Some_string");
+    }
+
+    #[test]
+    fn splits_keep_empty_parts() {
+        assert_eq!(split_text("a,,b,", ","), vec!["a", "", "b", ""]);
+        assert_eq!(split_text("ab", ""), vec!["a", "b"]);
+        assert_eq!(
+            split_bytes(b"a--b", b"-"),
+            vec![b"a".to_vec(), vec![], b"b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn masks_by_character_class() {
+        let m = Masks::from_args(&[], 0);
+        let masked: String = "Ab1 z".chars().map(|c| m.apply(c)).collect();
+        assert_eq!(masked, "Xxn-x");
     }
 
     #[test]
