@@ -10,8 +10,10 @@
 
 pub mod array;
 pub mod as_value;
+pub mod attr;
 pub mod by_offset;
 pub mod collect;
+pub mod correlation;
 pub mod count_distinct;
 pub mod datetime;
 pub mod geo;
@@ -171,6 +173,8 @@ impl FunctionRegistry {
             AggregateUDF::from(stddev::Stddev::new(false)),
             AggregateUDF::from(sum_list::SumList::default()),
             AggregateUDF::from(count_distinct::CountDistinct::default()),
+            AggregateUDF::from(attr::Attr::default()),
+            AggregateUDF::from(correlation::Correlation::default()),
         ] {
             aggregates.insert(udaf.name().to_uppercase(), Arc::new(udaf));
         }
