@@ -857,7 +857,9 @@ fn ksql_aggregate_type(
             ),
         ) => (t.clone(), true),
         ("count", _) => (DataType::Int64, false),
-        ("avg", _) => (DataType::Float64, false),
+        // ksqlDB's AVG of no values is 0.0, not null
+        // (confluentinc/ksql#9752).
+        ("avg", _) => (DataType::Float64, true),
         ("min" | "max", Some(t)) => (t.clone(), false),
         _ => (datafusion_type.clone(), false),
     })
