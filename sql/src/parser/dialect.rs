@@ -1,7 +1,8 @@
 //! [`KsqlDialect`]: sqlparser's view of ksqlDB's lexical rules.
 
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    Expr, LambdaFunction, LambdaFunctionParameter, LambdaSyntax, OneOrManyWithParens,
+    AccessExpr, Expr, LambdaFunction, LambdaFunctionParameter, LambdaSyntax, OneOrManyWithParens,
 };
 use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -61,6 +62,20 @@ impl Dialect for KsqlDialect {
             && parser.peek_nth_token(1).token == Token::LParen;
         if is_cast {
             return Some(super::types::parse_cast(parser));
+        }
+        // `s->*`: every field of struct column `s` (a select item).
+        if matches!(parser.peek_token().token, Token::Word(_))
+            && parser.peek_nth_token(1).token == Token::Arrow
+            && parser.peek_nth_token(2).token == Token::Mul
+        {
+            return Some(parser.parse_identifier().map(|name| {
+                parser.next_token();
+                parser.next_token();
+                Expr::CompoundFieldAccess {
+                    root: Box::new(Expr::Identifier(name)),
+                    access_chain: vec![AccessExpr::Dot(Expr::Wildcard(AttachedToken::empty()))],
+                }
+            }));
         }
         lambda_param_count(parser).map(|n| parse_lambda(parser, n))
     }

@@ -1089,6 +1089,59 @@ pub fn ksql_text(e: &SqlExpr) -> String {
     }
 }
 
+/// The struct column of a `s->*` select item.
+pub fn struct_fields_of(e: &SqlExpr) -> Option<&SqlExpr> {
+    match e {
+        SqlExpr::CompoundFieldAccess { root, access_chain }
+            if matches!(
+                access_chain.as_slice(),
+                [AccessExpr::Dot(SqlExpr::Wildcard(_))]
+            ) =>
+        {
+            Some(root)
+        }
+        _ => None,
+    }
+}
+
+/// `s->*` as one `s->field` item per field of struct column `s`.
+pub fn expand_struct_fields(e: &SqlExpr, scope: &Scope) -> Result<Vec<(SqlExpr, Option<String>)>> {
+    let Some(root) = struct_fields_of(e) else {
+        return Ok(vec![]);
+    };
+    let SqlExpr::Identifier(ident) = root else {
+        return not_supported!("'->*' after {root}");
+    };
+    let name = normalize_ident(ident);
+    let field = scope
+        .resolve(None, &name)
+        .and_then(|c| scope.arrow.field_with_name(&c.field).ok())
+        .ok_or_else(|| {
+            SqlError::Statement(format!("SELECT column '{name}' cannot be resolved."))
+        })?;
+    let DataType::Struct(fields) = field.data_type() else {
+        return statement_err!(
+            "Expected STRUCT type for '->*' but got {}",
+            type_name(field.data_type())
+        );
+    };
+    Ok(fields
+        .iter()
+        .map(|f| {
+            (
+                SqlExpr::BinaryOp {
+                    left: Box::new(root.clone()),
+                    op: BinaryOperator::Arrow,
+                    right: Box::new(SqlExpr::Identifier(
+                        datafusion::sql::sqlparser::ast::Ident::with_quote('`', f.name().clone()),
+                    )),
+                },
+                None,
+            )
+        })
+        .collect())
+}
+
 /// The name ksqlDB gives an unaliased select expression, when it has one:
 /// a column's own name, a struct field's name.
 pub fn derived_name(e: &SqlExpr) -> Option<String> {

@@ -35,7 +35,10 @@ use sluice_engine::schema::{
 };
 use sluice_engine::window::{DEFAULT_GRACE_MS, WINDOWEND, WINDOWSTART, WindowType};
 
-use self::expr::{ExprPlanner, Scope, ScopeColumn, derived_name, ksql_text};
+use self::expr::{
+    ExprPlanner, Scope, ScopeColumn, derived_name, expand_struct_fields, ksql_text,
+    struct_fields_of,
+};
 use crate::catalog::{Catalog, DataSource};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
@@ -974,6 +977,10 @@ fn expand_select(
     };
     for item in items {
         match item {
+            // `s->*`: one item per field of struct column `s`.
+            SelectItem::UnnamedExpr(e) if struct_fields_of(e).is_some() => {
+                out.extend(expand_struct_fields(e, scope)?);
+            }
             SelectItem::UnnamedExpr(e) => out.push((e.clone(), None)),
             SelectItem::ExprWithAlias { expr, alias } => {
                 out.push((expr.clone(), Some(normalize_ident(alias))))
