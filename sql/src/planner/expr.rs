@@ -302,6 +302,7 @@ impl ExprPlanner<'_> {
                     .iter()
                     .map(|x| self.convert(x))
                     .collect::<Result<Vec<_>>>()?;
+                let items = self.unify_structs(items)?;
                 self.call_internal("make_array", items)?
             }
             other => return not_supported!("expression {other}"),
@@ -458,6 +459,59 @@ impl ExprPlanner<'_> {
 
     /// ksqlDB rejects comparisons between unrelated types instead of
     /// casting one side.
+    /// Array items that are structs of different shapes become structs of
+    /// one shape, as ksqlDB unifies them: every field any of them has, in
+    /// order of appearance, null where an item lacks it.
+    fn unify_structs(&self, items: Vec<Expr>) -> Result<Vec<Expr>> {
+        let types = items
+            .iter()
+            .map(|e| self.type_of(e))
+            .collect::<Result<Vec<_>>>()?;
+        let shapes: Vec<&datafusion::arrow::datatypes::Fields> = types
+            .iter()
+            .filter_map(|t| match t {
+                DataType::Struct(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let all_structs = types
+            .iter()
+            .all(|t| matches!(t, DataType::Struct(_) | DataType::Null));
+        if !all_structs || shapes.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(items);
+        }
+        let mut union: Vec<(String, DataType)> = Vec::new();
+        for fields in &shapes {
+            for f in fields.iter() {
+                match union.iter_mut().find(|(n, _)| n == f.name()) {
+                    Some((_, t)) if *t == DataType::Null => *t = f.data_type().clone(),
+                    Some(_) => {}
+                    None => union.push((f.name().clone(), f.data_type().clone())),
+                }
+            }
+        }
+        items
+            .into_iter()
+            .zip(types)
+            .map(|(item, t)| {
+                let DataType::Struct(fields) = t else {
+                    return Ok(item);
+                };
+                let mut parts = Vec::new();
+                for (name, field_type) in &union {
+                    let value = if fields.iter().any(|f| f.name() == name) {
+                        self.call_internal("get_field", vec![item.clone(), lit(name.clone())])?
+                    } else {
+                        Expr::Literal(ScalarValue::try_new_null(field_type)?, None)
+                    };
+                    parts.push(lit(name.clone()));
+                    parts.push(Expr::Cast(Cast::new(Box::new(value), field_type.clone())));
+                }
+                self.call_internal("named_struct", parts)
+            })
+            .collect()
+    }
+
     /// A `STRUCT(name := value, ...)` call as a value of struct type
     /// `fields`: missing fields are null, values cast to the field types;
     /// `None` when it names a field `fields` lacks.
