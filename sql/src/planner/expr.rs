@@ -281,20 +281,8 @@ impl ExprPlanner<'_> {
                 self.call_scalar(name, vec![self.convert(expr)?])?
             }
             SqlExpr::CompoundFieldAccess { root, access_chain } => {
-                let mut current = self.convert(root)?;
-                for access in access_chain {
-                    current = match access {
-                        AccessExpr::Subscript(Subscript::Index { index }) => {
-                            let index = self.convert(index)?;
-                            self.subscript(current, index)?
-                        }
-                        AccessExpr::Dot(SqlExpr::Identifier(field)) => {
-                            self.field(current, &normalize_ident(field))?
-                        }
-                        other => return not_supported!("access {other}"),
-                    };
-                }
-                current
+                let root = self.convert(root)?;
+                self.access(root, access_chain)?
             }
             SqlExpr::Array(array) => {
                 let items = array
@@ -347,6 +335,23 @@ impl ExprPlanner<'_> {
             f.clone(),
             args,
         )))
+    }
+
+    /// Applies subscripts (`[i]`, `['k']`) and `.field`s to `current`.
+    fn access(&self, mut current: Expr, chain: &[AccessExpr]) -> Result<Expr> {
+        for access in chain {
+            current = match access {
+                AccessExpr::Subscript(Subscript::Index { index }) => {
+                    let index = self.convert(index)?;
+                    self.subscript(current, index)?
+                }
+                AccessExpr::Dot(SqlExpr::Identifier(field)) => {
+                    self.field(current, &normalize_ident(field))?
+                }
+                other => return not_supported!("access {other}"),
+            };
+        }
+        Ok(current)
     }
 
     fn field(&self, base: Expr, name: &str) -> Result<Expr> {
@@ -413,6 +418,14 @@ impl ExprPlanner<'_> {
             let base = self.convert(left)?;
             return match right {
                 SqlExpr::Identifier(field) => self.field(base, &normalize_ident(field)),
+                // `a->c[1]`: the field, then its subscripts.
+                SqlExpr::CompoundFieldAccess { root, access_chain } => match root.as_ref() {
+                    SqlExpr::Identifier(field) => {
+                        let value = self.field(base, &normalize_ident(field))?;
+                        self.access(value, access_chain)
+                    }
+                    other => statement_err!("Expected a field name after '->', got {other}"),
+                },
                 other => statement_err!("Expected a field name after '->', got {other}"),
             };
         }
