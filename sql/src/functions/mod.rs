@@ -3,10 +3,16 @@
 //!
 //! Where a ksqlDB function means what a DataFusion built-in means, the
 //! built-in serves under the ksqlDB name (`UCASE` is `upper`). Functions
-//! whose ksqlDB semantics differ get their own UDFs (the function-library
-//! work); until then they are absent rather than subtly wrong.
-//! ksqlDB-only aggregates are UDAFs on DataFusion's accumulator traits, one
-//! file each ([`topk`]); so are ksqlDB-only scalars ([`as_value`]).
+//! whose ksqlDB semantics differ have their own UDFs, one module per
+//! family: most scalars are row-wise ([`rowwise`]: [`string`], [`url`],
+//! [`datetime`], [`json`], [`array`], [`map`], [`greatest`], [`geo`]);
+//! [`math`] is vectorised; [`lambda`] holds `TRANSFORM`/`FILTER`/`REDUCE`
+//! and [`table`] the table functions the planner turns into an `Explode`
+//! operator. ksqlDB-only aggregates are UDAFs on DataFusion's accumulator
+//! traits, retractable where ksqlDB aggregates tables with them
+//! ([`collect`], [`by_offset`], [`topk`], [`histogram`], [`stddev`],
+//! [`attr`], [`correlation`], [`sum_list`], [`count_distinct`]).
+//! `ksql.functions.*` properties configure some of them at plan time.
 
 pub mod array;
 pub mod as_value;
