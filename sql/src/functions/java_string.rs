@@ -1,8 +1,9 @@
 //! Casts of collections as ksqlDB's Java code performs them.
 //!
-//! - [`JavaString`]: `CAST(x AS STRING)` of an array, map or struct: the
-//!   text Java's `toString` gives the value (`[1, 2]`, `{a=1, b=2}`,
-//!   `Struct{A=1,B=x}`; a struct leaves out its null fields).
+//! - [`JavaString`]: `CAST(x AS STRING)` of an array, map, struct, double
+//!   or timestamp: the text ksqlDB's Java code gives the value (`[1, 2]`,
+//!   `{a=1, b=2}`, `Struct{A=1,B=x}` without null fields, `1.0E7`,
+//!   `2020-01-01T00:00:00.000`).
 //! - [`JavaCast`]: `CAST` between arrays or maps, element by element;
 //!   BIGINT to INT narrows as Java's `(int)` does (wrapping), where
 //!   DataFusion would give null.
@@ -15,6 +16,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use sluice_engine::format::delimited::field_text;
 
+use super::datetime::{Pattern, format_millis};
 use super::rowwise::{RowKind, string};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +145,10 @@ pub fn java_text(v: &ScalarValue) -> Result<String> {
                 }
             }
             format!("Struct{{{}}}", parts.join(","))
+        }
+        ScalarValue::TimestampMillisecond(Some(ms), _) => {
+            let pattern = Pattern::parse("yyyy-MM-dd'T'HH:mm:ss.SSS")?;
+            format_millis(*ms, &pattern, None)?
         }
         other => {
             let array = other.to_array()?;

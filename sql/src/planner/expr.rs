@@ -216,8 +216,24 @@ impl ExprPlanner<'_> {
                 let value = self.convert(expr)?;
                 let source = self.type_of(&value)?;
                 let target_type = target.to_arrow();
-                if source.is_nested() && target_type == DataType::Utf8 {
-                    // Collections render as Java's toString writes them.
+                if matches!(
+                    source,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) && target_type == DataType::Boolean
+                {
+                    // Java's Boolean.parseBoolean: "true" in any case, else
+                    // false.
+                    let lower = self.call_internal("lower", vec![value])?;
+                    return Ok(lower.eq(lit("true")));
+                }
+                let java_text = source.is_nested()
+                    || matches!(
+                        source,
+                        DataType::Float64 | DataType::Float32 | DataType::Timestamp(_, _)
+                    );
+                if java_text && target_type == DataType::Utf8 {
+                    // Collections, doubles and timestamps render as ksqlDB's
+                    // Java code writes them.
                     return Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
                         Arc::new(ScalarUDF::from(RowUdf::new(JavaString))),
                         vec![value],
