@@ -163,6 +163,12 @@ impl PlanContext<'_> {
                 allow_aggregates: false,
             };
             let converted = planner.convert(predicate)?;
+            if contains_table_function(&converted) {
+                return statement_err!(
+                    "Table functions cannot be used in the WHERE clause: {}",
+                    ksql_text(predicate)
+                );
+            }
             let predicate_type = converted.get_type(&scope.df)?;
             if !matches!(predicate_type, DataType::Boolean | DataType::Null) {
                 return statement_err!(
@@ -485,6 +491,9 @@ impl PlanContext<'_> {
             .iter()
             .map(|g| group_planner.convert(g))
             .collect::<Result<_>>()?;
+        if group_exprs.iter().any(contains_table_function) {
+            return statement_err!("Table functions cannot be used in the GROUP BY clause.");
+        }
 
         // Every distinct aggregate call in SELECT and HAVING.
         let having = match &query.having {
