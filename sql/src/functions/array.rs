@@ -143,7 +143,9 @@ fn generate_series(args: &[ScalarValue], return_type: &DataType) -> Result<Scala
     let Some(numbers) = numbers else {
         return Ok(ScalarValue::Null);
     };
-    let (start, end) = (numbers[0], numbers[1]);
+    let (Some(&start), Some(&end)) = (numbers.first(), numbers.get(1)) else {
+        return exec_err!("GENERATE_SERIES takes a start and an end");
+    };
     let step = match numbers.get(2) {
         Some(s) => *s,
         None if end < start => -1,

@@ -277,7 +277,8 @@ impl RowKind for StrFn {
             }
             StrFn::Field => {
                 let position = s(0).and_then(|wanted| {
-                    args[1..]
+                    args.get(1..)
+                        .unwrap_or_default()
                         .iter()
                         .position(|a| text(a) == Some(wanted))
                         .map(|p| p as i32 + 1)
