@@ -651,6 +651,20 @@ impl ExprPlanner<'_> {
                 ),
             };
         }
+        // Compared with a TIMESTAMP, a string literal is a timestamp too,
+        // read the same way.
+        if let SqlExpr::Value(v) = e
+            && let Value::SingleQuotedString(text) = &v.value
+            && !matches!(other, SqlExpr::Value(_))
+            && let Ok(DataType::Timestamp(_, _)) =
+                self.convert(other).and_then(|o| self.type_of(&o))
+            && let Some(ms) = parse_partial_timestamp(text)
+        {
+            return Ok(Expr::Literal(
+                ScalarValue::TimestampMillisecond(Some(ms), None),
+                None,
+            ));
+        }
         self.convert(e)
     }
 
