@@ -22,6 +22,8 @@ pub struct DataSource {
     pub wrap_single_value: bool,
     /// Column whose value is the event time, instead of the record time.
     pub timestamp_column: Option<String>,
+    /// The `TIMESTAMP_FORMAT` pattern of a STRING timestamp column.
+    pub timestamp_format: Option<String>,
     /// Set for windowed streams and tables: their keys carry windows.
     pub window: Option<WindowType>,
     /// Declared with `CREATE SOURCE`: readable, never written by INSERT.

@@ -15,9 +15,11 @@ use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use parking_lot::Mutex;
 use sluice_engine::format::Format;
+use sluice_engine::format::protobuf::Nullable;
 use sluice_engine::processing_log::ProcessingLog;
 use sluice_engine::query::{
-    PersistentQuery, QueryInput, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampSource,
+    PersistentQuery, QueryInput, QueryPlan, QueryState, SinkSpec, SourceSpec, TimestampParser,
+    TimestampSource,
 };
 use sluice_engine::runtime::Runtime;
 use sluice_engine::schema::{Column, ColumnKind, LogicalSchema, SqlType};
@@ -25,6 +27,7 @@ use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicDescription}
 
 use crate::catalog::{Catalog, DataSource, QueryInfo};
 use crate::error::{Result, SqlError};
+use crate::functions::datetime::{Pattern, parse_millis};
 use crate::functions::{FunctionKind, FunctionRegistry};
 use crate::parser::{
     ColumnConstraint, CreateAsSelect, CreateSource, ParsedStatement, PropertyValue, Query,
@@ -133,9 +136,28 @@ impl KsqlContext {
     }
 
     pub fn set_property(&self, name: &str, value: &str) {
+        self.functions.set_property(name, Some(value));
         self.properties
             .lock()
             .insert(name.to_string(), value.to_string());
+    }
+
+    /// `ksql.persistence.default.format.value`: the value format of
+    /// sources that name none.
+    fn default_value_format(&self) -> Option<String> {
+        self.properties
+            .lock()
+            .get("ksql.persistence.default.format.value")
+            .cloned()
+    }
+
+    /// `ksql.persistence.wrap.single.values`: whether single value
+    /// columns are wrapped when `WRAP_SINGLE_VALUE` is not given.
+    fn wrap_by_default(&self) -> bool {
+        self.properties
+            .lock()
+            .get("ksql.persistence.wrap.single.values")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
     }
 
     pub fn source(&self, name: &str) -> Option<Arc<DataSource>> {
@@ -219,6 +241,7 @@ impl KsqlContext {
             }
             Statement::UnsetProperty { name } => {
                 self.properties.lock().remove(name);
+                self.functions.set_property(name, None);
                 Ok(StatementResult::Status {
                     message: format!("Property {name} unset"),
                 })
@@ -249,6 +272,15 @@ impl KsqlContext {
         }
         let mut columns = Vec::new();
         for c in &create.columns {
+            if matches!(
+                c.name.as_str(),
+                "ROWTIME" | "ROWPARTITION" | "ROWOFFSET" | "WINDOWSTART" | "WINDOWEND"
+            ) {
+                return statement_err!(
+                    "'{}' is a reserved column name. You cannot use it as a name for a column.",
+                    c.name
+                );
+            }
             let kind = match (c.constraint, create.kind) {
                 (ColumnConstraint::None, _) => ColumnKind::Value,
                 (ColumnConstraint::Key, SourceKind::Stream)
@@ -289,10 +321,12 @@ impl KsqlContext {
                 "Missing required property \"KAFKA_TOPIC\" which has no default value."
             );
         };
-        let (key_format, value_format) = formats(props, None)?;
+        let (key_format, value_format) = formats(props, None, self.default_value_format())?;
         check_formats(&schema, &key_format, &value_format)?;
-        let timestamp_column = timestamp_column(props, &schema)?;
-        let wrap_single_value = wrap_single_value(props, &schema, &value_format)?;
+        let (timestamp_column, timestamp_format) = timestamp_column(props, &schema)?.unzip();
+        let timestamp_format = timestamp_format.flatten();
+        let wrap_single_value =
+            wrap_single_value(props, &schema, &value_format, self.wrap_by_default())?;
         let window = declared_window(props)?;
         if window.is_some() && schema.key_count() == 0 {
             return statement_err!("Windowed sources require a key column.");
@@ -327,6 +361,7 @@ impl KsqlContext {
             value_format,
             wrap_single_value,
             timestamp_column,
+            timestamp_format,
             window,
             read_only: create.read_only,
             sql: sql.to_string(),
@@ -404,10 +439,12 @@ impl KsqlContext {
             .get("KAFKA_TOPIC")
             .map(PropertyValue::as_text)
             .unwrap_or_else(|| create.name.clone());
-        let (mut key_format, value_format) =
-            formats(props, Some((&source.key_format, &source.value_format)))?;
-        let explicit_key_format =
-            props.get("KEY_FORMAT").is_some() || props.get("FORMAT").is_some();
+        let (mut key_format, value_format) = formats(
+            props,
+            Some((&source.key_format, &source.value_format)),
+            None,
+        )?;
+        let explicit_key_format = props.contains_key("KEY_FORMAT") || props.contains_key("FORMAT");
         if key_format == Format::None && planned.schema.key_count() > 0 && !explicit_key_format {
             key_format = Format::Kafka;
         }
@@ -418,7 +455,12 @@ impl KsqlContext {
             key_format = Format::None;
         }
         check_formats(&planned.schema, &key_format, &value_format)?;
-        let wrap_single_value = wrap_single_value(props, &planned.schema, &value_format)?;
+        let wrap_single_value = wrap_single_value(
+            props,
+            &planned.schema,
+            &value_format,
+            self.wrap_by_default(),
+        )?;
         let backend = self.runtime.backend();
         if backend.describe_topic(&topic).is_none() {
             let source_partitions = backend
@@ -437,6 +479,8 @@ impl KsqlContext {
                 .unwrap_or(1);
             backend.create_topic(&topic, partitions, replicas as u16)?;
         }
+        let (timestamp_column, timestamp_format) =
+            timestamp_column(props, &planned.schema)?.unzip();
         let sink = DataSource {
             name: create.name.clone(),
             kind: create.kind,
@@ -445,7 +489,8 @@ impl KsqlContext {
             key_format,
             value_format,
             wrap_single_value,
-            timestamp_column: None,
+            timestamp_column,
+            timestamp_format: timestamp_format.flatten(),
             window: planned.window,
             read_only: false,
             sql: sql.to_string(),
@@ -489,6 +534,17 @@ impl KsqlContext {
                 operators: input.operators,
             });
         }
+        // Output rows are keys then values.
+        let sink_position = sink.timestamp_column.as_ref().and_then(|name| {
+            let keys: Vec<_> = sink.schema.key_columns().collect();
+            keys.iter().position(|c| &c.name == name).or_else(|| {
+                sink.schema
+                    .value_columns()
+                    .position(|c| &c.name == name)
+                    .map(|p| keys.len() + p)
+            })
+        });
+        let sink_timestamp = timestamp_source(sink_position, sink.timestamp_format.as_deref())?;
         let plan = QueryPlan {
             id: query_id.to_string(),
             inputs,
@@ -499,6 +555,8 @@ impl KsqlContext {
                 schema: sink.schema.clone(),
                 codec: sink.codec(),
                 window: sink.window,
+                timestamp: sink_timestamp,
+                computed_key: planned.computed_key,
             },
         };
         let query = PersistentQuery::start(
@@ -809,8 +867,10 @@ impl KsqlContext {
 
 /// How a query reads `source`.
 fn source_spec(source: &DataSource) -> Result<SourceSpec> {
-    let timestamp = match &source.timestamp_column {
-        Some(name) => TimestampSource::Column(
+    let position = source
+        .timestamp_column
+        .as_ref()
+        .map(|name| {
             source
                 .schema
                 .columns()
@@ -820,16 +880,15 @@ fn source_spec(source: &DataSource) -> Result<SourceSpec> {
                     SqlError::Statement(format!(
                         "The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"
                     ))
-                })?,
-        ),
-        None => TimestampSource::RecordTime,
-    };
+                })
+        })
+        .transpose()?;
     Ok(SourceSpec {
         topic: source.topic.clone(),
         schema: source.schema.clone(),
         codec: source.codec(),
         is_table: source.kind == SourceKind::Table,
-        timestamp,
+        timestamp: timestamp_source(position, source.timestamp_format.as_deref())?,
         window: source.window,
     })
 }
@@ -850,32 +909,38 @@ fn parse_count(value: &PropertyValue, name: &str) -> Result<u32> {
 fn formats(
     props: &WithProperties,
     inherited: Option<(&Format, &Format)>,
+    default_value: Option<String>,
 ) -> Result<(Format, Format)> {
     let text = |k: &str| props.get(k).map(PropertyValue::as_text);
-    let delimiter = match text("VALUE_DELIMITER") {
-        None => None,
-        Some(d) => Some(match d.to_uppercase().as_str() {
-            "TAB" => '\t',
-            "SPACE" => ' ',
-            _ if d.chars().count() == 1 => d.chars().next().unwrap_or(','),
-            _ => {
-                return statement_err!(
-                    "Invalid delimiter '{d}': a delimiter is a single character, TAB or SPACE"
-                );
-            }
-        }),
+    let delimiter_of = |property: &str| -> Result<Option<char>> {
+        Ok(match text(property) {
+            None => None,
+            Some(d) => Some(match d.to_uppercase().as_str() {
+                "TAB" => '\t',
+                "SPACE" => ' ',
+                _ if d.chars().count() == 1 => d.chars().next().unwrap_or(','),
+                _ => {
+                    return statement_err!(
+                        "Invalid delimiter '{d}': a delimiter is a single character, TAB or SPACE"
+                    );
+                }
+            }),
+        })
     };
-    let parse = |name: &str| -> Result<Format> {
+    let delimiter = delimiter_of("VALUE_DELIMITER")?;
+    let key_delimiter = delimiter_of("KEY_DELIMITER")?;
+    let parse_with = |name: &str, delimiter: Option<char>| -> Result<Format> {
         match Format::from_name(name, delimiter) {
             Ok(f) => Ok(f),
             Err(_) => match name.to_uppercase().as_str() {
-                "AVRO" | "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
+                "AVRO" | "PROTOBUF" | "JSON_SR" => {
                     not_supported!("format {} (Schema Registry)", name.to_uppercase())
                 }
                 other => statement_err!("Unknown format: {other}"),
             },
         }
     };
+    let parse = |name: &str| parse_with(name, delimiter);
     let format = text("FORMAT");
     if format.is_some() && (text("KEY_FORMAT").is_some() || text("VALUE_FORMAT").is_some()) {
         return statement_err!(
@@ -883,10 +948,10 @@ fn formats(
         );
     }
     let key = match text("KEY_FORMAT").or(format.clone()) {
-        Some(k) => parse(&k)?,
+        Some(k) => parse_with(&k, key_delimiter)?,
         None => inherited.map(|(k, _)| k.clone()).unwrap_or(Format::Kafka),
     };
-    let value = match text("VALUE_FORMAT").or(format) {
+    let value = match text("VALUE_FORMAT").or(format).or(default_value) {
         Some(v) => parse(&v)?,
         None => match inherited {
             Some((_, v)) => match (v, delimiter) {
@@ -900,6 +965,29 @@ fn formats(
             }
         },
     };
+    let nullable = |format: Format, property: &str| -> Result<Format> {
+        match (format, text(property)) {
+            (Format::Protobuf { .. }, Some(r)) => match Nullable::from_name(&r) {
+                Some(nullable) => Ok(Format::Protobuf { nullable }),
+                None => statement_err!("Invalid value for {property}: {r}"),
+            },
+            (f, _) => Ok(f),
+        }
+    };
+    let key = nullable(key, "KEY_PROTOBUF_NULLABLE_REPRESENTATION")?;
+    let value = nullable(value, "VALUE_PROTOBUF_NULLABLE_REPRESENTATION")?;
+    // Avro schema names mean nothing to the formats Sluice has.
+    for (format, property) in [
+        (&key, "KEY_AVRO_SCHEMA_FULL_NAME"),
+        (&value, "VALUE_AVRO_SCHEMA_FULL_NAME"),
+    ] {
+        if props.contains_key(property) {
+            return statement_err!(
+                "{} does not support the following configs: [fullSchemaName]",
+                format.name()
+            );
+        }
+    }
     Ok((key, value))
 }
 
@@ -956,7 +1044,30 @@ fn schema_of(columns: &[&Column]) -> String {
     format!("Persistence{{columns=[{}]}}", parts.join(", "))
 }
 
-fn timestamp_column(props: &WithProperties, schema: &LogicalSchema) -> Result<Option<String>> {
+/// Where a query's rows get their time: a column at `position` (read
+/// by the `format` pattern when given), else the record time.
+fn timestamp_source(position: Option<usize>, format: Option<&str>) -> Result<TimestampSource> {
+    Ok(match (position, format) {
+        (None, _) => TimestampSource::RecordTime,
+        (Some(i), None) => TimestampSource::Column(i),
+        (Some(i), Some(format)) => {
+            let pattern = Pattern::parse(format)
+                .map_err(|e| SqlError::Statement(format!("Invalid TIMESTAMP_FORMAT: {e}")))?;
+            TimestampSource::Parsed(
+                i,
+                TimestampParser(Arc::new(move |text| {
+                    parse_millis(text, &pattern, None).ok()
+                })),
+            )
+        }
+    })
+}
+
+/// The `TIMESTAMP` column of a WITH clause and its `TIMESTAMP_FORMAT`.
+fn timestamp_column(
+    props: &WithProperties,
+    schema: &LogicalSchema,
+) -> Result<Option<(String, Option<String>)>> {
     let Some(name) = props.get("TIMESTAMP").map(PropertyValue::as_text) else {
         return Ok(None);
     };
@@ -966,10 +1077,14 @@ fn timestamp_column(props: &WithProperties, schema: &LogicalSchema) -> Result<Op
             "The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'"
         );
     };
+    let format = props.get("TIMESTAMP_FORMAT").map(PropertyValue::as_text);
     match column.sql_type {
-        SqlType::Bigint | SqlType::Timestamp => Ok(Some(name)),
-        SqlType::String if props.contains_key("TIMESTAMP_FORMAT") => {
-            not_supported!("TIMESTAMP_FORMAT")
+        SqlType::Bigint | SqlType::Timestamp => Ok(Some((name, None))),
+        SqlType::String if format.is_some() => {
+            let format = format.unwrap_or_default();
+            Pattern::parse(&format)
+                .map_err(|e| SqlError::Statement(format!("Invalid TIMESTAMP_FORMAT: {e}")))?;
+            Ok(Some((name, Some(format))))
         }
         _ => statement_err!(
             "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified."
@@ -981,9 +1096,16 @@ fn wrap_single_value(
     props: &WithProperties,
     schema: &LogicalSchema,
     value: &Format,
+    by_default: bool,
 ) -> Result<bool> {
     match props.get("WRAP_SINGLE_VALUE") {
-        None => Ok(true),
+        // The configured default applies where wrapping means something.
+        None => Ok(by_default
+            || schema.value_columns().count() != 1
+            || !matches!(value, Format::Json | Format::Protobuf { .. })),
+        Some(PropertyValue::Boolean(true)) if matches!(value, Format::Delimited { .. }) => {
+            statement_err!("Format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
+        }
         Some(PropertyValue::Boolean(wrap)) => {
             if schema.value_columns().count() != 1 {
                 return statement_err!(

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::ArrayRef;
 use serde_json::Value;
 use sluice_connectors::EmbeddedTopics;
-use sluice_engine::format::{Format, json, kafka};
+use sluice_engine::format::{Format, json, kafka, protobuf};
 use sluice_engine::schema::Column;
 use sluice_engine::topic::{Partitioning, Record, TopicBackend};
 use sluice_sql::KsqlContext;
@@ -196,6 +196,14 @@ fn encode(
             kafka::encode(&[array.as_ref()], 0).map_err(|e| e.to_string())?
         }
         Format::None => return Ok(None),
+        Format::Protobuf { nullable } => {
+            // The JSON record read as the columns, then written as the
+            // source's protobuf message.
+            let text = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+            let unwrap = is_key && columns.len() == 1;
+            let values = json::decode(columns, &text, unwrap).map_err(|e| e.to_string())?;
+            protobuf::encode(columns, &values, *nullable).map_err(|e| e.to_string())?
+        }
     }))
 }
 
@@ -279,7 +287,38 @@ fn decode(bytes: Option<&[u8]>, format: &Format, columns: &[Column]) -> Value {
             None => Value::Null,
         },
         Format::None => Value::Null,
+        Format::Protobuf { nullable } => match protobuf::decode(columns, bytes, *nullable) {
+            Ok(values) => {
+                let mut object = serde_json::Map::new();
+                for (column, value) in columns.iter().zip(values) {
+                    let mut out = String::new();
+                    let written = value.to_array().map_err(|e| e.to_string()).and_then(|a| {
+                        json::write_value(&mut out, a.as_ref(), 0).map_err(|e| e.to_string())
+                    });
+                    let json_value = match written {
+                        Ok(()) => serde_json::from_str(&out).unwrap_or(Value::String(out)),
+                        Err(e) => Value::String(e),
+                    };
+                    object.insert(column.name.clone(), json_value);
+                }
+                if columns.len() == 1 && object.len() == 1 && is_single_key(columns) {
+                    object
+                        .into_iter()
+                        .next()
+                        .map(|(_, v)| v)
+                        .unwrap_or(Value::Null)
+                } else {
+                    Value::Object(object)
+                }
+            }
+            Err(_) => Value::String(text()),
+        },
     }
+}
+
+/// Whether `columns` is a single key column, which tests write bare.
+fn is_single_key(columns: &[Column]) -> bool {
+    matches!(columns, [c] if c.kind == sluice_engine::schema::ColumnKind::Key)
 }
 
 fn check_outputs(

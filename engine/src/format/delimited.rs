@@ -127,9 +127,7 @@ pub fn encode(arrays: &[&dyn Array], row: usize, delimiter: char) -> Result<Vec<
             continue;
         }
         let text = field_text(*a, row)?;
-        let needs_quotes =
-            text.is_empty() || text.contains(delimiter) || text.contains(['"', '\n', '\r']);
-        if needs_quotes {
+        if needs_quotes(&text, delimiter, i == 0) {
             out.push('"');
             out.push_str(&text.replace('"', "\"\""));
             out.push('"');
@@ -138,6 +136,21 @@ pub fn encode(arrays: &[&dyn Array], row: usize, delimiter: char) -> Result<Vec<
         }
     }
     Ok(out.into_bytes())
+}
+
+/// Whether Commons CSV's minimal quoting (ksqlDB's writer) quotes a field:
+/// an empty first field, a field starting at or below `#`, a first field
+/// not starting with a letter or digit, a field holding the delimiter, a
+/// quote or a line break, or one ending in whitespace.
+fn needs_quotes(text: &str, delimiter: char, first_in_record: bool) -> bool {
+    let (Some(first), Some(last)) = (text.chars().next(), text.chars().last()) else {
+        return first_in_record;
+    };
+    first <= '#'
+        || (first_in_record && !first.is_ascii_alphanumeric())
+        || text.contains(delimiter)
+        || text.contains(['"', '\n', '\r'])
+        || last <= ' '
 }
 
 /// The text of a primitive cell, as Java's `toString` renders it.
@@ -189,6 +202,18 @@ mod tests {
                 Some("say \"hi\"".into())
             ]
         );
+    }
+
+    #[test]
+    fn quotes_as_commons_csv_minimal_mode() {
+        assert!(needs_quotes("-1", ',', true));
+        assert!(!needs_quotes("-1", ',', false));
+        assert!(needs_quotes("", ',', true));
+        assert!(!needs_quotes("", ',', false));
+        assert!(needs_quotes(" a", ',', false));
+        assert!(needs_quotes("a\t", ',', false));
+        assert!(needs_quotes("a,b", ',', false));
+        assert!(!needs_quotes("abc", ',', true));
     }
 
     #[test]

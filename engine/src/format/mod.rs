@@ -4,12 +4,13 @@
 //! columns. Decoding yields one [`ScalarValue`] per column so that a record
 //! that fails half-way leaves no partial row behind; encoding reads Arrow
 //! arrays directly. Each format lives in its own module: [`json`],
-//! [`delimited`], [`kafka`].
+//! [`delimited`], [`kafka`], [`protobuf`].
 
 pub mod decimal;
 pub mod delimited;
 pub mod json;
 pub mod kafka;
+pub mod protobuf;
 
 use std::fmt;
 
@@ -17,7 +18,7 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::common::ScalarValue;
 
 use crate::error::{EngineError, Result};
-use crate::schema::{Column, ColumnKind, LogicalSchema};
+use crate::schema::{Column, ColumnKind, LogicalSchema, SqlType};
 
 /// A ksqlDB serialization format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Format {
     Kafka,
     /// No data at all: for sources without key columns.
     None,
+    /// `PROTOBUF_NOSR`: protobuf messages without Schema Registry.
+    Protobuf { nullable: protobuf::Nullable },
 }
 
 impl Format {
@@ -44,6 +47,9 @@ impl Format {
             }),
             "KAFKA" => Ok(Format::Kafka),
             "NONE" => Ok(Format::None),
+            "PROTOBUF_NOSR" => Ok(Format::Protobuf {
+                nullable: protobuf::Nullable::default(),
+            }),
             other => Err(EngineError::Unsupported(format!("format {other}"))),
         }
     }
@@ -54,11 +60,21 @@ impl Format {
             Format::Delimited { .. } => "DELIMITED",
             Format::Kafka => "KAFKA",
             Format::None => "NONE",
+            Format::Protobuf { .. } => "PROTOBUF_NOSR",
         }
     }
 
     /// Checks the format can carry these columns, with ksqlDB's messages.
     pub fn validate(&self, columns: &[&Column], kind: ColumnKind) -> Result<()> {
+        /// Whether a MAP anywhere in `t` has keys other than strings.
+        fn non_string_map_key(t: &SqlType) -> bool {
+            match t {
+                SqlType::Map(k, v) => **k != SqlType::String || non_string_map_key(v),
+                SqlType::Array(item) => non_string_map_key(item),
+                SqlType::Struct(fields) => fields.iter().any(|(_, f)| non_string_map_key(f)),
+                _ => false,
+            }
+        }
         let what = match kind {
             ColumnKind::Key => "key",
             ColumnKind::Value => "value",
@@ -96,7 +112,14 @@ impl Format {
                     )));
                 }
             }
-            Format::Json => {}
+            Format::Protobuf { .. } => {}
+            Format::Json => {
+                if columns.iter().any(|c| non_string_map_key(&c.sql_type)) {
+                    return Err(EngineError::Unsupported(
+                        "JSON only supports MAP types with STRING keys".into(),
+                    ));
+                }
+            }
         }
         let _ = what;
         Ok(())
@@ -179,13 +202,31 @@ impl RecordCodec {
     }
 
     /// Encodes row `row` of the key arrays; `None` when there are no key
-    /// columns or the single key is null.
+    /// columns or they are all null (a record read without key keeps
+    /// none).
     pub fn encode_key(&self, arrays: &[ArrayRef], row: usize) -> Result<Option<Vec<u8>>> {
+        self.encode_key_as(arrays, row, false)
+    }
+
+    /// [`RecordCodec::encode_key`] for keys a query computed (PARTITION BY,
+    /// joins): ksqlDB writes those even when every column is null, as an
+    /// object of nulls, unless the key is a single column.
+    pub fn encode_key_as(
+        &self,
+        arrays: &[ArrayRef],
+        row: usize,
+        computed: bool,
+    ) -> Result<Option<Vec<u8>>> {
         if self.key_columns.is_empty() {
             return Ok(None);
         }
         let unwrap = self.key_columns.len() == 1;
-        if unwrap && arrays[0].is_null(row) {
+        let absent = if unwrap || !computed {
+            arrays.iter().all(|a| a.is_null(row))
+        } else {
+            false
+        };
+        if absent {
             return Ok(None);
         }
         encode(&self.key_format, &self.key_columns, arrays, row, unwrap).map(Some)
@@ -224,6 +265,7 @@ fn decode(
         Format::Delimited { delimiter } => delimited::decode(columns, bytes, *delimiter),
         Format::Kafka => kafka::decode(columns, bytes),
         Format::None => nulls(columns),
+        Format::Protobuf { nullable } => protobuf::decode(columns, bytes, *nullable),
     }
 }
 
@@ -242,6 +284,13 @@ fn encode(
         Format::Delimited { delimiter } => delimited::encode(&arrays, row, *delimiter),
         Format::Kafka => kafka::encode(&arrays, row),
         Format::None => Ok(vec![]),
+        Format::Protobuf { nullable } => {
+            let values = arrays
+                .iter()
+                .map(|a| Ok(ScalarValue::try_from_array(*a, row)?))
+                .collect::<Result<Vec<_>>>()?;
+            protobuf::encode(columns, &values, *nullable)
+        }
     }
 }
 

@@ -1,13 +1,13 @@
 //! Operators: the steps of a persistent query between source and sink.
 //!
 //! Every operator consumes and produces [`ChangeBatch`]es. One file per
-//! operator: [`filter`], [`projection`], [`group_aggregate`], the window
-//! aggregates, and the joins ([`JoinOperator`]s with two inputs:
-//! [`stream_stream_join`], [`stream_table_join`], [`table_table_join`],
-//! [`foreign_key_join`],
-//! sharing [`join_rows`]).
+//! operator: [`filter`], [`projection`], [`explode`], [`group_aggregate`],
+//! the window aggregates, and the joins ([`JoinOperator`]s with two
+//! inputs: [`stream_stream_join`], [`stream_table_join`],
+//! [`table_table_join`], [`foreign_key_join`], sharing [`join_rows`]).
 
 pub mod accumulators;
+pub mod explode;
 pub mod filter;
 pub mod foreign_key_join;
 pub mod group_aggregate;
@@ -19,6 +19,7 @@ pub mod stream_table_join;
 pub mod table_table_join;
 pub mod time_window_aggregate;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
@@ -84,28 +85,73 @@ pub trait JoinOperator: Send {
     fn state_rows(&self) -> usize;
 }
 
+thread_local! {
+    /// Failed function calls of the expression evaluating on this thread,
+    /// `None` when none is.
+    static FUNCTION_ERRORS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Records that a function call failed for one row and gave null instead,
+/// as ksqlDB's functions do, so the processing log gets it. False when no
+/// evaluation collects errors (the result is null all the same).
+pub fn report_function_error(message: String) -> bool {
+    FUNCTION_ERRORS.with(|errors| match errors.borrow_mut().as_mut() {
+        Some(errors) => {
+            errors.push(message);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Runs `f`, returning what it returned and the function errors reported
+/// meanwhile.
+fn collecting_function_errors<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let outer = FUNCTION_ERRORS.with(|e| e.replace(Some(Vec::new())));
+    let result = f();
+    let errors = FUNCTION_ERRORS
+        .with(|e| e.replace(outer))
+        .unwrap_or_default();
+    (result, errors)
+}
+
 /// Evaluates `expr` over the whole batch; if that fails, row by row, so one
 /// bad row costs only its own value: it becomes null and is logged, as
-/// ksqlDB does for expression errors.
+/// ksqlDB does for expression errors. Function calls that failed for a row
+/// but gave null (see [`report_function_error`]) are logged too.
 pub fn evaluate_isolating_errors(
     expr: &Arc<dyn PhysicalExpr>,
     batch: &RecordBatch,
     ctx: &OperatorContext,
 ) -> Result<ArrayRef> {
-    match expr
-        .evaluate(batch)
-        .and_then(|v| v.into_array(batch.num_rows()))
-    {
-        Ok(array) => Ok(array),
+    let (result, errors) = collecting_function_errors(|| {
+        expr.evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+    });
+    let log_all = |errors: Vec<String>| {
+        for e in errors {
+            ctx.log_error(
+                ProcessingErrorKind::Evaluation,
+                format!("Error computing expression {expr}: {e}"),
+            );
+        }
+    };
+    match result {
+        Ok(array) => {
+            log_all(errors);
+            Ok(array)
+        }
         Err(_) if batch.num_rows() > 0 => {
             let data_type = expr.data_type(&batch.schema())?;
             let mut values = Vec::with_capacity(batch.num_rows());
             for row in 0..batch.num_rows() {
                 let one = batch.slice(row, 1);
-                let value = expr
-                    .evaluate(&one)
-                    .and_then(|v| v.into_array(1))
-                    .and_then(|a| ScalarValue::try_from_array(&a, 0));
+                let (value, errors) = collecting_function_errors(|| {
+                    expr.evaluate(&one)
+                        .and_then(|v| v.into_array(1))
+                        .and_then(|a| ScalarValue::try_from_array(&a, 0))
+                });
+                log_all(errors);
                 match value {
                     Ok(v) => values.push(v),
                     Err(e) => {

@@ -27,9 +27,57 @@ use crate::window::WindowType;
 pub enum TimestampSource {
     /// The record's own timestamp.
     RecordTime,
-    /// A BIGINT or TIMESTAMP column, by position in the source schema.
+    /// A BIGINT or TIMESTAMP column, by position in the row.
     Column(usize),
+    /// A STRING column read by a `TIMESTAMP_FORMAT` pattern.
+    Parsed(usize, TimestampParser),
 }
+
+impl TimestampSource {
+    /// The event time of a row from its value in the timestamp column:
+    /// `None` when it has none (null, negative or unparseable).
+    pub fn time_of(&self, value: &datafusion::common::ScalarValue) -> Option<i64> {
+        use datafusion::common::ScalarValue;
+        let time = match (self, value) {
+            (
+                TimestampSource::Column(_),
+                ScalarValue::Int64(Some(v)) | ScalarValue::TimestampMillisecond(Some(v), _),
+            ) => Some(*v),
+            (TimestampSource::Parsed(_, parser), ScalarValue::Utf8(Some(text))) => (parser.0)(text),
+            _ => None,
+        };
+        time.filter(|t| *t >= 0)
+    }
+
+    /// The row position of the timestamp column, if it has one.
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            TimestampSource::RecordTime => None,
+            TimestampSource::Column(i) | TimestampSource::Parsed(i, _) => Some(*i),
+        }
+    }
+}
+
+/// A function from text to epoch millis, `None` when unreadable.
+pub type ParseTime = dyn Fn(&str) -> Option<i64> + Send + Sync;
+
+/// Reads an event time (epoch millis) from text, for `TIMESTAMP_FORMAT`.
+#[derive(Clone)]
+pub struct TimestampParser(pub Arc<ParseTime>);
+
+impl std::fmt::Debug for TimestampParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimestampParser")
+    }
+}
+
+impl PartialEq for TimestampParser {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TimestampParser {}
 
 /// The source side of a query.
 #[derive(Debug, Clone)]
@@ -54,6 +102,13 @@ pub struct SinkSpec {
     pub codec: RecordCodec,
     /// Set for windowed results: keys are written with their window.
     pub window: Option<WindowType>,
+    /// Where written records take their timestamp: the row time, or a
+    /// column of the output (`WITH (TIMESTAMP=...)`), by position in the
+    /// output batch (keys, then values).
+    pub timestamp: TimestampSource,
+    /// The query computed the key (PARTITION BY, joins) rather than
+    /// passing a record's key on: all-null keys are still written.
+    pub computed_key: bool,
 }
 
 /// One input of a query: a source topic and the operators that prepare

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::common::ScalarValue;
 
 use super::SinkSpec;
 use crate::batch::ChangeBatch;
@@ -44,7 +45,7 @@ pub fn write(
     };
     let mut records = Vec::with_capacity(data.num_rows());
     for row in 0..data.num_rows() {
-        let key = match spec.codec.encode_key(keys, row) {
+        let key = match spec.codec.encode_key_as(keys, row, spec.computed_key) {
             Ok(k) => match (&spec.window, &windows) {
                 (Some(w), Some((starts, ends))) => {
                     Some(w.encode_key(k.unwrap_or_default(), starts.value(row), ends.value(row)))
@@ -73,10 +74,29 @@ pub fn write(
                 }
             }
         };
-        let timestamp = if rowtimes.is_null(row) {
-            0
-        } else {
-            rowtimes.value(row)
+        let timestamp = match spec.timestamp.column() {
+            None if rowtimes.is_null(row) => 0,
+            None => rowtimes.value(row),
+            Some(i) => {
+                let value = data
+                    .columns()
+                    .get(i)
+                    .map(|c| ScalarValue::try_from_array(c, row))
+                    .transpose()?
+                    .unwrap_or(ScalarValue::Null);
+                match spec.timestamp.time_of(&value) {
+                    Some(t) => t,
+                    None => {
+                        ctx.log_error(
+                            ProcessingErrorKind::Serialization,
+                            format!(
+                                "Record dropped: invalid timestamp {value} in its timestamp column"
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
         };
         records.push((
             Partitioning::ByKey,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch};
 use datafusion::common::ScalarValue;
 
-use super::{SourceSpec, TimestampSource};
+use super::SourceSpec;
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 use crate::operator::OperatorContext;
@@ -57,15 +57,10 @@ pub fn decode(
                 continue;
             }
         };
-        let rowtime = match spec.timestamp {
-            TimestampSource::RecordTime => Some(record.timestamp),
-            TimestampSource::Column(_) if record.value.is_none() => Some(record.timestamp),
-            TimestampSource::Column(i) => match &row[i] {
-                ScalarValue::Int64(Some(v)) | ScalarValue::TimestampMillisecond(Some(v), _) => {
-                    Some(*v)
-                }
-                _ => None,
-            },
+        let rowtime = match spec.timestamp.column() {
+            None => Some(record.timestamp),
+            Some(_) if record.value.is_none() => Some(record.timestamp),
+            Some(i) => row.get(i).and_then(|v| spec.timestamp.time_of(v)),
         };
         let Some(rowtime) = rowtime.filter(|t| *t >= 0) else {
             log_record(

@@ -709,6 +709,16 @@ impl<'a> KsqlParser<'a> {
     }
 
     fn parse_window(&mut self) -> Result<WindowSpec> {
+        const KINDS: [&str; 3] = ["TUMBLING", "HOPPING", "SESSION"];
+        // `WINDOW name SESSION (...)`: a window may be named; the name
+        // means nothing to the query.
+        let named = self
+            .peek_word()
+            .is_some_and(|w| !KINDS.contains(&w.as_str()))
+            && peek_word_of(&self.p.peek_nth_token(1)).is_some_and(|w| KINDS.contains(&w.as_str()));
+        if named {
+            self.p.next_token();
+        }
         let kind_word = self
             .peek_word()
             .ok_or_else(|| self.error("expected TUMBLING, HOPPING or SESSION"))?;

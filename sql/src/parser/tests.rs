@@ -72,3 +72,20 @@ fn cast_takes_ksql_types() {
     let text = format!("{:?}", q.select[0]);
     assert!(text.contains("MAP<STRING, INTEGER>"), "{text}");
 }
+
+#[test]
+fn parses_ksql_lambdas_apart_from_field_access() {
+    let parsed = parse_statement(
+        "CREATE STREAM o AS SELECT TRANSFORM(m, (k, v) => k, (k, v) => v + 1), \
+         FILTER(a, x => x > 1), s->f FROM s;",
+    )
+    .unwrap();
+    let Statement::CreateAsSelect(c) = parsed.statement else {
+        panic!("not a CREATE AS SELECT")
+    };
+    let text: Vec<String> = c.query.select.iter().map(|i| i.to_string()).collect();
+    let lambdas = text.iter().filter(|t| t.contains("lambda ")).count();
+    // Lambdas print in sqlparser's keyword form; field access does not.
+    assert_eq!(lambdas, 2, "{text:?}");
+    assert!(text[2].contains("->"), "{text:?}");
+}

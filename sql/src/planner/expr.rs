@@ -5,22 +5,31 @@
 //! operators and functions onto DataFusion's. [`ksql_text`] renders an
 //! expression as ksqlDB prints it in messages: `(F1 + F2)`.
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::{AggregateFunction, InList, Like, ScalarFunction};
 use datafusion::logical_expr::{
-    Between, BinaryExpr, Case, Cast, Expr, ExprSchemable, Operator, lit,
+    Between, BinaryExpr, Case, Cast, Expr, ExprSchemable, Operator, ScalarUDF, lit,
 };
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType as SqlDataType, Expr as SqlExpr, FunctionArg,
     FunctionArgExpr, FunctionArguments, Ident, LambdaFunction, LambdaSyntax, OneOrManyWithParens,
-    Subscript, UnaryOperator, Value,
+    Subscript, TrimWhereField, UnaryOperator, Value,
 };
 use sluice_engine::format::decimal::parse_decimal;
 use sluice_engine::schema::{ColumnKind, SqlType};
 
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
+use crate::functions::datetime::{UNIT_FUNCTIONS, parse_partial_timestamp, unit_millis};
+use crate::functions::java_string::{JavaCast, JavaString};
+use crate::functions::lambda::{
+    LambdaKind, LambdaUdf, compile_body, map_type, parameter_fields, strict_arithmetic,
+};
+use crate::functions::rowwise::RowUdf;
+use crate::functions::string::{EscapedPattern, rewrite_escape};
 use crate::parser::normalize_ident;
 use crate::parser::types::parse_type_str;
 use crate::{not_supported, statement_err};
@@ -124,8 +133,8 @@ impl ExprPlanner<'_> {
             } => null_is_false(Expr::Between(Between::new(
                 Box::new(self.convert(expr)?),
                 *negated,
-                Box::new(self.convert(low)?),
-                Box::new(self.convert(high)?),
+                Box::new(self.convert_compared(low, expr)?),
+                Box::new(self.convert_compared(high, expr)?),
             ))),
             SqlExpr::InList {
                 expr,
@@ -155,6 +164,14 @@ impl ExprPlanner<'_> {
                         Value::SingleQuotedString(text) => (lit(rewrite_escape(text, esc)), None),
                         _ => (self.convert(pattern)?, Some(esc)),
                     },
+                    // A computed pattern is rewritten row by row.
+                    (_, Some(esc)) if esc != '\\' => (
+                        Expr::ScalarFunction(ScalarFunction::new_udf(
+                            Arc::new(ScalarUDF::from(RowUdf::new(EscapedPattern(esc)))),
+                            vec![self.convert(pattern)?],
+                        )),
+                        None,
+                    ),
                     _ => (self.convert(pattern)?, escape),
                 };
                 null_is_false(Expr::Like(Like::new(
@@ -201,7 +218,48 @@ impl ExprPlanner<'_> {
                     }
                     other => parse_type_str(&other.to_string())?,
                 };
-                Expr::Cast(Cast::new(Box::new(self.convert(expr)?), target.to_arrow()))
+                let value = self.convert(expr)?;
+                let source = self.type_of(&value)?;
+                let target_type = target.to_arrow();
+                if matches!(
+                    source,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) && target_type == DataType::Boolean
+                {
+                    // Java's Boolean.parseBoolean: "true" in any case, else
+                    // false.
+                    let lower = self.call_internal("lower", vec![value])?;
+                    return Ok(lower.eq(lit("true")));
+                }
+                let java_text = source.is_nested()
+                    || matches!(
+                        source,
+                        DataType::Float64 | DataType::Float32 | DataType::Timestamp(_, _)
+                    );
+                if java_text && target_type == DataType::Utf8 {
+                    // Collections, doubles and timestamps render as ksqlDB's
+                    // Java code writes them.
+                    return Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::from(RowUdf::new(JavaString))),
+                        vec![value],
+                    )));
+                }
+                if target_type.is_nested()
+                    && source != DataType::Null
+                    && type_class(&source) != type_class(&target_type)
+                {
+                    return statement_err!(
+                        "Cast of {} to {target} is not supported",
+                        type_name(&source)
+                    );
+                }
+                if source.is_nested() && target_type.is_nested() && source != target_type {
+                    return Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+                        Arc::new(ScalarUDF::from(RowUdf::new(JavaCast(target_type)))),
+                        vec![value],
+                    )));
+                }
+                Expr::Cast(Cast::new(Box::new(value), target_type))
             }
             SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow => {
                 self.convert(&desugar_arrow(l)?)?
@@ -226,23 +284,26 @@ impl ExprPlanner<'_> {
                         .map(|x| self.convert(x))
                         .collect::<Result<Vec<_>>>()?,
                 );
-                self.call_internal("substr", args)?
+                self.call_scalar("SUBSTRING", args)?
+            }
+            SqlExpr::Ceil { expr, .. } => self.call_scalar("CEIL", vec![self.convert(expr)?])?,
+            SqlExpr::Floor { expr, .. } => self.call_scalar("FLOOR", vec![self.convert(expr)?])?,
+            SqlExpr::Trim {
+                expr,
+                trim_where,
+                trim_what: None,
+                trim_characters: None,
+            } => {
+                let name = match trim_where {
+                    None | Some(TrimWhereField::Both) => "TRIM",
+                    Some(TrimWhereField::Leading) => "LTRIM",
+                    Some(TrimWhereField::Trailing) => "RTRIM",
+                };
+                self.call_scalar(name, vec![self.convert(expr)?])?
             }
             SqlExpr::CompoundFieldAccess { root, access_chain } => {
-                let mut current = self.convert(root)?;
-                for access in access_chain {
-                    current = match access {
-                        AccessExpr::Subscript(Subscript::Index { index }) => {
-                            let index = self.convert(index)?;
-                            self.subscript(current, index)?
-                        }
-                        AccessExpr::Dot(SqlExpr::Identifier(field)) => {
-                            self.field(current, &normalize_ident(field))?
-                        }
-                        other => return not_supported!("access {other}"),
-                    };
-                }
-                current
+                let root = self.convert(root)?;
+                self.access(root, access_chain)?
             }
             SqlExpr::Array(array) => {
                 let items = array
@@ -250,6 +311,7 @@ impl ExprPlanner<'_> {
                     .iter()
                     .map(|x| self.convert(x))
                     .collect::<Result<Vec<_>>>()?;
+                let items = self.unify_structs(items)?;
                 self.call_internal("make_array", items)?
             }
             other => return not_supported!("expression {other}"),
@@ -298,6 +360,18 @@ impl ExprPlanner<'_> {
         Ok(e.get_type(&self.scope.df)?)
     }
 
+    /// A call of one of our functions by its ksqlDB name.
+    fn call_scalar(&self, name: &str, args: Vec<Expr>) -> Result<Expr> {
+        let f = self
+            .functions
+            .scalar(name)
+            .ok_or_else(|| SqlError::Statement(format!("function {name} is missing")))?;
+        Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+            f.clone(),
+            args,
+        )))
+    }
+
     fn call_internal(&self, name: &str, args: Vec<Expr>) -> Result<Expr> {
         let f = self
             .functions
@@ -307,6 +381,23 @@ impl ExprPlanner<'_> {
             f.clone(),
             args,
         )))
+    }
+
+    /// Applies subscripts (`[i]`, `['k']`) and `.field`s to `current`.
+    fn access(&self, mut current: Expr, chain: &[AccessExpr]) -> Result<Expr> {
+        for access in chain {
+            current = match access {
+                AccessExpr::Subscript(Subscript::Index { index }) => {
+                    let index = self.convert(index)?;
+                    self.subscript(current, index)?
+                }
+                AccessExpr::Dot(SqlExpr::Identifier(field)) => {
+                    self.field(current, &normalize_ident(field))?
+                }
+                other => return not_supported!("access {other}"),
+            };
+        }
+        Ok(current)
     }
 
     fn field(&self, base: Expr, name: &str) -> Result<Expr> {
@@ -373,11 +464,19 @@ impl ExprPlanner<'_> {
             let base = self.convert(left)?;
             return match right {
                 SqlExpr::Identifier(field) => self.field(base, &normalize_ident(field)),
+                // `a->c[1]`: the field, then its subscripts.
+                SqlExpr::CompoundFieldAccess { root, access_chain } => match root.as_ref() {
+                    SqlExpr::Identifier(field) => {
+                        let value = self.field(base, &normalize_ident(field))?;
+                        self.access(value, access_chain)
+                    }
+                    other => statement_err!("Expected a field name after '->', got {other}"),
+                },
                 other => statement_err!("Expected a field name after '->', got {other}"),
             };
         }
-        let l = self.convert(left)?;
-        let r = self.convert(right)?;
+        let l = self.convert_compared(left, right)?;
+        let r = self.convert_compared(right, left)?;
         let operator = match op {
             BinaryOperator::Plus => {
                 let strings = [&l, &r].iter().any(|e| {
@@ -419,6 +518,186 @@ impl ExprPlanner<'_> {
 
     /// ksqlDB rejects comparisons between unrelated types instead of
     /// casting one side.
+    /// Array items that are structs of different shapes become structs of
+    /// one shape, as ksqlDB unifies them: every field any of them has, in
+    /// order of appearance, null where an item lacks it.
+    fn unify_structs(&self, items: Vec<Expr>) -> Result<Vec<Expr>> {
+        let types = items
+            .iter()
+            .map(|e| self.type_of(e))
+            .collect::<Result<Vec<_>>>()?;
+        let shapes: Vec<&datafusion::arrow::datatypes::Fields> = types
+            .iter()
+            .filter_map(|t| match t {
+                DataType::Struct(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let all_structs = types
+            .iter()
+            .all(|t| matches!(t, DataType::Struct(_) | DataType::Null));
+        if !all_structs || shapes.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(items);
+        }
+        let mut union: Vec<(String, DataType)> = Vec::new();
+        for fields in &shapes {
+            for f in fields.iter() {
+                match union.iter_mut().find(|(n, _)| n == f.name()) {
+                    Some((_, t)) if *t == DataType::Null => *t = f.data_type().clone(),
+                    Some(_) => {}
+                    None => union.push((f.name().clone(), f.data_type().clone())),
+                }
+            }
+        }
+        items
+            .into_iter()
+            .zip(types)
+            .map(|(item, t)| {
+                let DataType::Struct(fields) = t else {
+                    return Ok(item);
+                };
+                let mut parts = Vec::new();
+                for (name, field_type) in &union {
+                    let value = if fields.iter().any(|f| f.name() == name) {
+                        self.call_internal("get_field", vec![item.clone(), lit(name.clone())])?
+                    } else {
+                        Expr::Literal(ScalarValue::try_new_null(field_type)?, None)
+                    };
+                    parts.push(lit(name.clone()));
+                    parts.push(Expr::Cast(Cast::new(Box::new(value), field_type.clone())));
+                }
+                self.call_internal("named_struct", parts)
+            })
+            .collect()
+    }
+
+    /// A `STRUCT(name := value, ...)` call as a value of struct type
+    /// `fields`: missing fields are null, values cast to the field types;
+    /// `None` when it names a field `fields` lacks.
+    fn struct_as(
+        &self,
+        f: &datafusion::sql::sqlparser::ast::Function,
+        fields: &datafusion::arrow::datatypes::Fields,
+    ) -> Result<Option<Expr>> {
+        let FunctionArguments::List(list) = &f.args else {
+            return statement_err!("STRUCT takes name := value pairs");
+        };
+        let mut given: Vec<(String, &SqlExpr)> = Vec::new();
+        for arg in &list.args {
+            let FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } = arg
+            else {
+                return statement_err!("STRUCT fields need names: STRUCT(NAME := value)");
+            };
+            given.push((normalize_ident(name), value));
+        }
+        if given
+            .iter()
+            .any(|(name, _)| !fields.iter().any(|f| f.name() == name))
+        {
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        for field in fields {
+            let value = match given.iter().find(|(name, _)| name == field.name()) {
+                Some((_, v)) => {
+                    let value = self.convert(v)?;
+                    let value_type = self.type_of(&value)?;
+                    // Literals convert; other values must already be of
+                    // the field's kind.
+                    if !matches!(value, Expr::Literal(_, _))
+                        && type_class(&value_type) != type_class(field.data_type())
+                    {
+                        let whole = SqlExpr::Function(f.clone());
+                        let item_type = self.type_of(&self.convert(&whole)?)?;
+                        return statement_err!(
+                            "Invalid Predicate: operator does not exist: {} = {} ({})",
+                            type_name(&DataType::Struct(fields.clone())),
+                            type_name(&item_type),
+                            ksql_text(&whole)
+                        );
+                    }
+                    value
+                }
+                None => Expr::Literal(ScalarValue::try_new_null(field.data_type())?, None),
+            };
+            parts.push(lit(field.name().clone()));
+            parts.push(Expr::Cast(Cast::new(
+                Box::new(value),
+                field.data_type().clone(),
+            )));
+        }
+        Ok(Some(self.call_internal("named_struct", parts)?))
+    }
+
+    /// `MAP(key := value, ...)`: a quoted key is a string, an unquoted
+    /// one a column.
+    fn map_constructor(&self, f: &datafusion::sql::sqlparser::ast::Function) -> Result<Expr> {
+        let FunctionArguments::List(list) = &f.args else {
+            return statement_err!("MAP takes key := value pairs");
+        };
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        for arg in &list.args {
+            let FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(value),
+                ..
+            } = arg
+            else {
+                return statement_err!("MAP takes key := value pairs");
+            };
+            keys.push(match name.quote_style {
+                Some('\'') => lit(name.value.clone()),
+                _ => self.column_ref(None, &normalize_ident(name))?,
+            });
+            values.push(self.convert(value)?);
+        }
+        let keys = self.call_internal("make_array", keys)?;
+        let values = self.call_internal("make_array", values)?;
+        self.call_internal("map", vec![keys, values])
+    }
+
+    /// Converts `e`, compared with `other`: a string literal compared
+    /// with `ROWTIME` or a window bound is a timestamp, possibly partial
+    /// (`'2018'`, `'2019-01-01T00:00:00+0445'`), read as epoch millis.
+    fn convert_compared(&self, e: &SqlExpr, other: &SqlExpr) -> Result<Expr> {
+        let pseudo_time = match other {
+            SqlExpr::Identifier(i) => Some(normalize_ident(i)),
+            SqlExpr::CompoundIdentifier(parts) => parts.last().map(normalize_ident),
+            _ => None,
+        }
+        .is_some_and(|n| matches!(n.as_str(), "ROWTIME" | "WINDOWSTART" | "WINDOWEND"));
+        if pseudo_time
+            && let SqlExpr::Value(v) = e
+            && let Value::SingleQuotedString(text) = &v.value
+        {
+            return match parse_partial_timestamp(text) {
+                Some(ms) => Ok(lit(ms)),
+                None => statement_err!(
+                    "Failed to parse timestamp '{text}': expected yyyy-MM-dd'T'HH:mm:ss.SSS with an optional time zone"
+                ),
+            };
+        }
+        // Compared with a TIMESTAMP, a string literal is a timestamp too,
+        // read the same way.
+        if let SqlExpr::Value(v) = e
+            && let Value::SingleQuotedString(text) = &v.value
+            && !matches!(other, SqlExpr::Value(_))
+            && let Ok(DataType::Timestamp(_, _)) =
+                self.convert(other).and_then(|o| self.type_of(&o))
+            && let Some(ms) = parse_partial_timestamp(text)
+        {
+            return Ok(Expr::Literal(
+                ScalarValue::TimestampMillisecond(Some(ms), None),
+                None,
+            ));
+        }
+        self.convert(e)
+    }
+
     fn check_comparable(
         &self,
         l: &Expr,
@@ -431,7 +710,10 @@ impl ExprPlanner<'_> {
         let string_literal = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
         let temporal_vs_text = (is_temporal(&lt) && string_literal(right))
             || (is_temporal(&rt) && string_literal(left));
-        if type_class(&lt) == type_class(&rt)
+        // Collections and structs only compare for (in)equality.
+        let ordering = !matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq);
+        let nested = lt.is_nested() || rt.is_nested();
+        if !(ordering && nested) && type_class(&lt) == type_class(&rt)
             || temporal_vs_text
             || lt == DataType::Null
             || rt == DataType::Null
@@ -463,7 +745,33 @@ impl ExprPlanner<'_> {
         let subject_type = self.type_of(&subject)?;
         let mut items = Vec::with_capacity(list.len());
         for item in list {
-            let converted = self.convert(item)?;
+            // A number or boolean literal compared with a string is its
+            // text, as written.
+            let as_text = match item {
+                SqlExpr::Value(v) if type_class(&subject_type) == TypeClass::Text => {
+                    match &v.value {
+                        Value::Number(text, _) => Some(text.clone()),
+                        Value::Boolean(b) => Some(b.to_string()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            // A STRUCT(...) item takes the subject's struct type, field by
+            // field; one naming a field the subject lacks never matches.
+            if let (DataType::Struct(fields), SqlExpr::Function(f)) = (&subject_type, item)
+                && f.name.to_string().eq_ignore_ascii_case("STRUCT")
+            {
+                match self.struct_as(f, fields)? {
+                    Some(e) => items.push(e),
+                    None => continue,
+                }
+                continue;
+            }
+            let converted = match as_text {
+                Some(text) => lit(text),
+                None => self.convert(item)?,
+            };
             let item_type = self.type_of(&converted)?;
             let converted = match (&converted, type_class(&subject_type)) {
                 (Expr::Literal(ScalarValue::Utf8(Some(text)), _), class)
@@ -545,20 +853,55 @@ impl ExprPlanner<'_> {
             }
             FunctionArguments::Subquery(_) => return not_supported!("subqueries"),
         };
+        if let Some(kind) = LambdaKind::of(&name)
+            && args.iter().any(
+                |(_, a)| matches!(a, SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::LambdaKeyword),
+            )
+        {
+            return self.lambda_call(kind, &args);
+        }
         if name == "STRUCT" {
+            if args.is_empty() {
+                return Ok(Expr::Literal(
+                    ScalarValue::Struct(Arc::new(
+                        datafusion::arrow::array::StructArray::new_empty_fields(1, None),
+                    )),
+                    None,
+                ));
+            }
             let mut parts = Vec::new();
+            let mut seen = Vec::new();
             for (field, value) in &args {
                 let Some(field) = field else {
                     return statement_err!("STRUCT fields need names: STRUCT(NAME := value)");
                 };
+                if seen.contains(field) {
+                    return statement_err!("Duplicate field names found in STRUCT: {field}");
+                }
+                seen.push(field.clone());
                 parts.push(lit(field.clone()));
                 parts.push(self.convert(value)?);
             }
             return self.call_internal("named_struct", parts);
         }
+        if name == "MAP" && !args.is_empty() && args.iter().all(|(k, _)| k.is_some()) {
+            return self.map_constructor(f);
+        }
         let converted = args
             .iter()
-            .map(|(_, x)| self.convert(x))
+            .enumerate()
+            .map(|(i, (_, x))| match x {
+                // `DATEADD(DAYS, ...)`: the unit is a keyword, passed on
+                // as its name.
+                SqlExpr::Identifier(unit)
+                    if i == 0
+                        && UNIT_FUNCTIONS.contains(&name.as_str())
+                        && unit_millis(&unit.value).is_some() =>
+                {
+                    Ok(lit(unit.value.to_uppercase()))
+                }
+                x => self.convert(x),
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(udaf) = self.functions.aggregate(&name) {
             if !self.allow_aggregates {
@@ -566,6 +909,19 @@ impl ExprPlanner<'_> {
                     "Aggregate functions can not be used in the {} clause: {}",
                     self.clause,
                     ksql_text(whole)
+                );
+            }
+            if let Some(from) = self.functions.literal_parameters(&name, args.len())
+                && let Some((i, (_, sql))) = args
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(i, _)| !matches!(converted[*i], Expr::Literal(_, _)))
+            {
+                return statement_err!(
+                    "Parameter {} passed to function {name} must be a literal constant, but was expression: '{}'",
+                    i + 1,
+                    ksql_text(sql)
                 );
             }
             let args = if name == "COUNT" && (star || converted.is_empty()) {
@@ -592,6 +948,163 @@ impl ExprPlanner<'_> {
             )));
         }
         statement_err!("Can't find any functions with the name '{name}'")
+    }
+}
+
+impl ExprPlanner<'_> {
+    /// `TRANSFORM`, `FILTER` or `REDUCE` with lambda arguments: compiles
+    /// the lambda bodies into a [`LambdaUdf`] call.
+    fn lambda_call(&self, kind: LambdaKind, args: &[(Option<String>, SqlExpr)]) -> Result<Expr> {
+        let usage = || {
+            statement_err!(
+                "Function '{}' takes an array or a map{}, then lambdas",
+                kind.name(),
+                if kind == LambdaKind::Reduce {
+                    " and an initial state"
+                } else {
+                    ""
+                }
+            )
+        };
+        let Some((_, collection_sql)) = args.first() else {
+            return usage();
+        };
+        let collection = self.convert(collection_sql)?;
+        let collection_type = self.type_of(&collection)?;
+        let element_types: Vec<DataType> = match &collection_type {
+            DataType::List(item) => vec![item.data_type().clone()],
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(kv) if kv.len() == 2 => {
+                    kv.iter().map(|f| f.data_type().clone()).collect()
+                }
+                _ => return usage(),
+            },
+            other => {
+                return statement_err!(
+                    "Function '{}' does not accept parameters ({})",
+                    kind.name(),
+                    type_name(other)
+                );
+            }
+        };
+        let (initial, lambdas) = match kind {
+            LambdaKind::Reduce => match args.get(1) {
+                Some((_, init)) => (Some(self.convert(init)?), &args[2..]),
+                None => return usage(),
+            },
+            _ => (None, &args[1..]),
+        };
+        let mut param_types = Vec::new();
+        if let Some(init) = &initial {
+            param_types.push(self.type_of(init)?);
+        }
+        param_types.extend(element_types.iter().cloned());
+        let wanted_lambdas = match (kind, &collection_type) {
+            (LambdaKind::Transform, DataType::Map(_, _)) => 2,
+            _ => 1,
+        };
+        if lambdas.len() != wanted_lambdas {
+            return usage();
+        }
+        let fields = parameter_fields(param_types.len());
+        // The lambda sees its parameters first, then every outer column.
+        let mut bodies = Vec::new();
+        for (_, lambda) in lambdas {
+            let SqlExpr::Lambda(l) = lambda else {
+                return usage();
+            };
+            let names: Vec<String> = match &l.params {
+                OneOrManyWithParens::One(p) => vec![normalize_ident(&p.name)],
+                OneOrManyWithParens::Many(ps) => {
+                    ps.iter().map(|p| normalize_ident(&p.name)).collect()
+                }
+            };
+            if names.len() != param_types.len() {
+                return statement_err!(
+                    "Lambda of '{}' takes {} parameters, got {}",
+                    kind.name(),
+                    param_types.len(),
+                    names.len()
+                );
+            }
+            let mut columns: Vec<ScopeColumn> = names
+                .iter()
+                .zip(&fields)
+                .map(|(name, field)| ScopeColumn {
+                    qualifier: None,
+                    name: name.clone(),
+                    field: field.clone(),
+                    kind: None,
+                })
+                .collect();
+            columns.extend(self.scope.columns.iter().cloned());
+            let mut arrow_fields: Vec<Field> = fields
+                .iter()
+                .zip(&param_types)
+                .map(|(f, t)| Field::new(f, t.clone(), true))
+                .collect();
+            arrow_fields.extend(self.scope.arrow.fields().iter().map(|f| f.as_ref().clone()));
+            let lambda_scope = Scope::new(columns, Arc::new(Schema::new(arrow_fields)))?;
+            let planner = ExprPlanner {
+                scope: &lambda_scope,
+                functions: self.functions,
+                clause: self.clause,
+                allow_aggregates: false,
+            };
+            let body = strict_arithmetic(planner.convert(&l.body)?)?;
+            let body_type = body.get_type(&lambda_scope.df)?;
+            bodies.push((body, body_type));
+        }
+        // Outer columns the bodies use travel as extra arguments.
+        let mut captured: Vec<String> = Vec::new();
+        for (body, _) in &bodies {
+            for c in body.column_refs() {
+                if !fields.contains(&c.name) && !captured.contains(&c.name) {
+                    captured.push(c.name.clone());
+                }
+            }
+        }
+        let mut schema_fields: Vec<Field> = fields
+            .iter()
+            .zip(&param_types)
+            .map(|(f, t)| Field::new(f, t.clone(), true))
+            .collect();
+        for c in &captured {
+            let field = self
+                .scope
+                .arrow
+                .field_with_name(c)
+                .map_err(|_| SqlError::Statement(format!("lambda uses unknown column {c}")))?;
+            schema_fields.push(field.clone().with_nullable(true));
+        }
+        let body_schema = Arc::new(Schema::new(schema_fields));
+        let body_df = DFSchema::try_from(body_schema.as_ref().clone())?;
+        let return_type = match (kind, &collection_type) {
+            (LambdaKind::Filter, t) => t.clone(),
+            (LambdaKind::Reduce, _) => param_types[0].clone(),
+            (LambdaKind::Transform, DataType::Map(_, _)) => {
+                map_type(bodies[0].1.clone(), bodies[1].1.clone())
+            }
+            (LambdaKind::Transform, _) => DataType::new_list(bodies[0].1.clone(), true),
+        };
+        if kind == LambdaKind::Filter && bodies[0].1 != DataType::Boolean {
+            return statement_err!(
+                "FILTER's lambda must return a BOOLEAN, not {}",
+                type_name(&bodies[0].1)
+            );
+        }
+        let compiled = bodies
+            .into_iter()
+            .map(|(b, _)| compile_body(self.functions.session(), b, &body_df))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let udf = LambdaUdf::new(kind, compiled, body_schema, return_type);
+        let mut call_args = vec![collection];
+        call_args.extend(initial);
+        call_args.extend(captured.iter().map(|c| column(c)));
+        Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::from(udf)),
+            call_args,
+        )))
     }
 }
 
@@ -717,6 +1230,59 @@ pub fn ksql_text(e: &SqlExpr) -> String {
     }
 }
 
+/// The struct column of a `s->*` select item.
+pub fn struct_fields_of(e: &SqlExpr) -> Option<&SqlExpr> {
+    match e {
+        SqlExpr::CompoundFieldAccess { root, access_chain }
+            if matches!(
+                access_chain.as_slice(),
+                [AccessExpr::Dot(SqlExpr::Wildcard(_))]
+            ) =>
+        {
+            Some(root)
+        }
+        _ => None,
+    }
+}
+
+/// `s->*` as one `s->field` item per field of struct column `s`.
+pub fn expand_struct_fields(e: &SqlExpr, scope: &Scope) -> Result<Vec<(SqlExpr, Option<String>)>> {
+    let Some(root) = struct_fields_of(e) else {
+        return Ok(vec![]);
+    };
+    let SqlExpr::Identifier(ident) = root else {
+        return not_supported!("'->*' after {root}");
+    };
+    let name = normalize_ident(ident);
+    let field = scope
+        .resolve(None, &name)
+        .and_then(|c| scope.arrow.field_with_name(&c.field).ok())
+        .ok_or_else(|| {
+            SqlError::Statement(format!("SELECT column '{name}' cannot be resolved."))
+        })?;
+    let DataType::Struct(fields) = field.data_type() else {
+        return statement_err!(
+            "Expected STRUCT type for '->*' but got {}",
+            type_name(field.data_type())
+        );
+    };
+    Ok(fields
+        .iter()
+        .map(|f| {
+            (
+                SqlExpr::BinaryOp {
+                    left: Box::new(root.clone()),
+                    op: BinaryOperator::Arrow,
+                    right: Box::new(SqlExpr::Identifier(
+                        datafusion::sql::sqlparser::ast::Ident::with_quote('`', f.name().clone()),
+                    )),
+                },
+                None,
+            )
+        })
+        .collect())
+}
+
 /// The name ksqlDB gives an unaliased select expression, when it has one:
 /// a column's own name, a struct field's name.
 pub fn derived_name(e: &SqlExpr) -> Option<String> {
@@ -787,25 +1353,6 @@ fn type_name(t: &DataType) -> String {
     SqlType::from_arrow(t)
         .map(|s| s.to_string())
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// Rewrites a LIKE pattern escaped with `escape` into backslash escapes.
-fn rewrite_escape(pattern: &str, escape: char) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if c == escape {
-            if let Some(next) = chars.next() {
-                out.push('\\');
-                out.push(next);
-            }
-        } else if c == '\\' {
-            out.push_str("\\\\");
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// sqlparser reads `a->b` as a lambda; in ksqlDB it is struct field

@@ -458,7 +458,7 @@ impl PlanContext<'_> {
         }
         if is_aggregate {
             let (ops, schema) =
-                self.plan_aggregate(query, &scope, &first, converted, table_keys)?;
+                self.plan_aggregate(query, &scope, &first, converted, table_keys, sink_name)?;
             operators.extend(ops);
             let window = query.window.as_ref().map(super::window_type);
             return Ok(PlannedQuery {
@@ -469,6 +469,7 @@ impl PlanContext<'_> {
                 schema,
                 kind: SourceKind::Table,
                 window,
+                computed_key: false,
             });
         }
         if query.having.is_some() {
@@ -491,6 +492,7 @@ impl PlanContext<'_> {
             schema,
             kind: joined.kind,
             window: None,
+            computed_key: true,
         })
     }
 

@@ -25,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SelectItem};
 use sluice_engine::operator::Operator;
+use sluice_engine::operator::explode::Explode;
 use sluice_engine::operator::filter::Filter;
 use sluice_engine::operator::group_aggregate::GroupAggregate;
 use sluice_engine::operator::projection::Projection;
@@ -35,10 +36,14 @@ use sluice_engine::schema::{
 };
 use sluice_engine::window::{DEFAULT_GRACE_MS, WINDOWEND, WINDOWSTART, WindowType};
 
-use self::expr::{ExprPlanner, Scope, ScopeColumn, derived_name, ksql_text};
+use self::expr::{
+    ExprPlanner, Scope, ScopeColumn, derived_name, expand_struct_fields, ksql_text,
+    struct_fields_of,
+};
 use crate::catalog::{Catalog, DataSource};
 use crate::error::{Result, SqlError};
 use crate::functions::FunctionRegistry;
+use crate::functions::table::TableFn;
 use crate::parser::{Emit, Query, SourceKind, WindowKind, WindowSpec, normalize_ident};
 use crate::{not_supported, statement_err};
 
@@ -63,6 +68,9 @@ pub struct PlannedQuery {
     pub kind: SourceKind,
     /// Set when the result is windowed (its keys carry windows).
     pub window: Option<WindowType>,
+    /// The key is computed by the query (PARTITION BY, joins), not passed
+    /// on from the input records.
+    pub computed_key: bool,
 }
 
 /// What planning needs besides the query.
@@ -170,7 +178,24 @@ impl PlanContext<'_> {
                 clause: "WHERE",
                 allow_aggregates: false,
             };
-            let predicate = self.physical(planner.convert(predicate)?, &scope)?;
+            let converted = planner.convert(predicate)?;
+            if contains_table_function(&converted) {
+                return statement_err!(
+                    "Table functions cannot be used in the WHERE clause: {}",
+                    ksql_text(predicate)
+                );
+            }
+            let predicate_type = converted.get_type(&scope.df)?;
+            if !matches!(predicate_type, DataType::Boolean | DataType::Null) {
+                return statement_err!(
+                    "Type error in WHERE expression: Should evaluate to boolean but is {} ({}) instead.",
+                    ksql_text(predicate),
+                    SqlType::from_arrow(&predicate_type)
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| predicate_type.to_string())
+                );
+            }
+            let predicate = self.physical(converted, &scope)?;
             operators.push(match table_keys {
                 Some(n) => Box::new(Filter::for_table(predicate, scope.arrow.clone(), n)?),
                 None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
@@ -182,9 +207,12 @@ impl PlanContext<'_> {
         if is_aggregate && partition.is_some() {
             return statement_err!("PARTITION BY and GROUP BY in the same query is not supported.");
         }
+        if is_aggregate && converted.iter().any(|(e, _, _)| contains_table_function(e)) {
+            return statement_err!("Table functions cannot be used with aggregations.");
+        }
         if is_aggregate {
             let (ops, schema) =
-                self.plan_aggregate(query, &scope, &source, converted, table_keys)?;
+                self.plan_aggregate(query, &scope, &source, converted, table_keys, sink_name)?;
             operators.extend(ops);
             let window = query.window.as_ref().map(window_type).or(source.window);
             return Ok(PlannedQuery {
@@ -198,6 +226,7 @@ impl PlanContext<'_> {
                 schema,
                 kind: SourceKind::Table,
                 window,
+                computed_key: false,
             });
         }
         if query.having.is_some() {
@@ -209,6 +238,7 @@ impl PlanContext<'_> {
         if query.emit == Some(Emit::Final) {
             return statement_err!("EMIT FINAL is only supported for windowed aggregations.");
         }
+        let (converted, scope) = self.plan_table_functions(converted, scope, &mut operators)?;
         let (columns, _) =
             self.name_columns(&converted, &scope, &source, sink_name, partition.as_ref())?;
         let schema =
@@ -224,7 +254,63 @@ impl PlanContext<'_> {
             schema,
             kind: source.kind,
             window: source.window,
+            computed_key: partition.is_some(),
         })
+    }
+
+    /// Replaces the table function calls of the select items with columns
+    /// of an [`Explode`] operator added for them, returning the items and
+    /// the scope after it. Without table functions nothing changes.
+    fn plan_table_functions<'q>(
+        &self,
+        converted: Vec<SelectItemExpr<'q>>,
+        scope: Scope,
+        operators: &mut Vec<Box<dyn Operator>>,
+    ) -> Result<(Vec<SelectItemExpr<'q>>, Scope)> {
+        let mut generators: Vec<Expr> = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut rewritten = Vec::with_capacity(converted.len());
+        for (e, sql, alias) in converted {
+            let e = e
+                .transform_up(|node| {
+                    let Expr::ScalarFunction(f) = &node else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let (Some(kind), [arg]) = (TableFn::of(&f.func), f.args.as_slice()) else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let name = format!("KSQL_TF_{}", generators.len());
+                    fields.push(Field::new(&name, node.get_type(&scope.df)?, true));
+                    generators.push(kind.generator(arg.clone()));
+                    Ok(Transformed::yes(col(&name)))
+                })?
+                .data;
+            rewritten.push((e, sql, alias));
+        }
+        if generators.is_empty() {
+            return Ok((rewritten, scope));
+        }
+        let physical = generators
+            .into_iter()
+            .map(|g| self.physical(g, &scope))
+            .collect::<Result<Vec<_>>>()?;
+        let mut columns = scope.columns.clone();
+        columns.extend(fields.iter().map(|f| ScopeColumn {
+            qualifier: None,
+            name: f.name().clone(),
+            field: f.name().clone(),
+            kind: None,
+        }));
+        let mut all_fields: Vec<Field> = scope
+            .arrow
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        all_fields.extend(fields);
+        let exploded = Scope::new(columns, Arc::new(Schema::new(all_fields)))?;
+        operators.push(Box::new(Explode::new(physical, exploded.arrow.clone())));
+        Ok((rewritten, exploded))
     }
 
     /// Names the select items and decides which are key columns, for a
@@ -237,18 +323,44 @@ impl PlanContext<'_> {
         sink_name: &str,
         partition: Option<&PartitionBy>,
     ) -> Result<(Vec<OutputColumn>, ())> {
+        // Generated names (KSQL_COL_n) skip the source's column names too.
         let mut namer = ColumnNamer::new(
             converted
                 .iter()
-                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e))),
+                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e)))
+                .chain(source.schema.columns().iter().map(|c| c.name.clone())),
         );
         let mut keys_seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut columns = Vec::new();
+        // A struct field's name (`a->b` is B) must not clash with a source
+        // column or another item: it takes the first free B_1, B_2...
+        let mut taken: Vec<String> = source
+            .schema
+            .columns()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        taken.extend(
+            converted
+                .iter()
+                .filter(|(_, e, a)| a.is_some() || !is_dereference(e))
+                .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e))),
+        );
         for (expr, sql, alias) in converted {
-            let name = alias
-                .clone()
-                .or_else(|| derived_name(sql))
-                .unwrap_or_else(|| namer.next());
+            let name = match (alias, derived_name(sql)) {
+                (None, Some(base)) if is_dereference(sql) => {
+                    let name = std::iter::once(base.clone())
+                        .chain((1..).map(|n| format!("{base}_{n}")))
+                        .find(|n| !taken.contains(n))
+                        .unwrap_or(base);
+                    taken.push(name.clone());
+                    name
+                }
+                _ => alias
+                    .clone()
+                    .or_else(|| derived_name(sql))
+                    .unwrap_or_else(|| namer.next()),
+            };
             // The key a select item stands for: a PARTITION BY expression
             // when the query re-keys, else a key column of the source.
             let key_ref: Option<String> = match (partition, expr) {
@@ -422,6 +534,7 @@ impl PlanContext<'_> {
         source: &DataSource,
         converted: Vec<(Expr, &SqlExpr, Option<String>)>,
         table_keys: Option<usize>,
+        sink_name: &str,
     ) -> Result<(Vec<Box<dyn Operator>>, LogicalSchema)> {
         if query.group_by.is_empty() {
             let offending: Vec<String> = converted
@@ -448,6 +561,9 @@ impl PlanContext<'_> {
             .iter()
             .map(|g| group_planner.convert(g))
             .collect::<Result<_>>()?;
+        if group_exprs.iter().any(contains_table_function) {
+            return statement_err!("Table functions cannot be used in the GROUP BY clause.");
+        }
 
         // Every distinct aggregate call in SELECT and HAVING.
         let having = match &query.having {
@@ -537,6 +653,29 @@ impl PlanContext<'_> {
                 field.data_type(),
             )?);
             physical_aggs.push(Arc::new(built));
+        }
+        if source.value_format == sluice_engine::format::Format::Kafka {
+            return statement_err!(
+                "Source(s) {} are using the 'KAFKA' value format. This format does not yet support GROUP BY.",
+                source.name
+            );
+        }
+        // DELIMITED state stores hold primitives only: an aggregate whose
+        // intermediate is a struct (several parts) or a collection cannot
+        // be stored in it.
+        if matches!(
+            source.value_format,
+            sluice_engine::format::Format::Delimited { .. }
+        ) {
+            for a in &physical_aggs {
+                let state = a.state_fields()?;
+                let nested = state.iter().any(|f| f.data_type().is_nested());
+                if nested || state.len() > 1 {
+                    return Err(SqlError::Statement(
+                        "One of the functions used in the statement has an intermediate type that the value format can not handle. Please remove the function or change the format.".into(),
+                    ));
+                }
+            }
         }
         if table_keys.is_some() {
             for a in &physical_aggs {
@@ -688,20 +827,23 @@ impl PlanContext<'_> {
             .filter_map(|(_, e, a)| a.clone().or_else(|| derived_name(e)))
             .collect();
         names_in_use.extend(query.group_by.iter().filter_map(derived_name));
+        names_in_use.extend(source.schema.columns().iter().map(|c| c.name.clone()));
         let mut namer = ColumnNamer::new(names_in_use.into_iter());
         let mut key_names: Vec<Option<String>> = vec![None; group_exprs.len()];
         let mut value_columns = Vec::new();
         let mut offending = Vec::new();
         for (expr, sql, alias) in &converted {
-            if let Some(i) = group_exprs.iter().position(|g| g == expr)
-                && key_names[i].is_none()
-            {
-                key_names[i] = Some(
-                    alias
-                        .clone()
-                        .or_else(|| derived_name(sql))
-                        .unwrap_or_else(|| namer.next()),
-                );
+            if let Some(i) = group_exprs.iter().position(|g| g == expr) {
+                let name = alias
+                    .clone()
+                    .or_else(|| derived_name(sql))
+                    .unwrap_or_else(|| namer.next());
+                if let Some(first) = &key_names[i] {
+                    return statement_err!(
+                        "The projection contains a key column more than once: `{first}` and `{name}`."
+                    );
+                }
+                key_names[i] = Some(name);
                 continue;
             }
             let rewritten = rewrite(expr)?;
@@ -723,6 +865,24 @@ impl PlanContext<'_> {
             return statement_err!(
                 "Non-aggregate SELECT expression(s) not part of GROUP BY: {}",
                 offending.join(", ")
+            );
+        }
+        let missing: Vec<String> = key_names
+            .iter()
+            .zip(&query.group_by)
+            .filter(|(name, _)| name.is_none())
+            .map(|(_, sql)| ksql_text(sql))
+            .collect();
+        if !missing.is_empty() {
+            let noun = if missing.len() == 1 {
+                "expression"
+            } else {
+                "expressions"
+            };
+            return statement_err!(
+                "The query used to build `{sink_name}` must include the grouping {noun} {} in its projection (eg, SELECT {}...).",
+                join_and(&missing),
+                missing.join(", ")
             );
         }
         let mut columns = Vec::new();
@@ -882,10 +1042,42 @@ fn ksql_aggregate_type(
             ),
         ) => (t.clone(), true),
         ("count", _) => (DataType::Int64, false),
-        ("avg", _) => (DataType::Float64, false),
+        // ksqlDB's AVG of no values is 0.0, not null
+        // (confluentinc/ksql#9752).
+        ("avg", _) => (DataType::Float64, true),
         ("min" | "max", Some(t)) => (t.clone(), false),
         _ => (datafusion_type.clone(), false),
     })
+}
+
+/// A select item: its expression, as written and planned, and its alias.
+type SelectItemExpr<'q> = (Expr, &'q SqlExpr, Option<String>);
+
+/// Whether a select item is a struct field access (`a->b`).
+fn is_dereference(e: &SqlExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, LambdaSyntax};
+    matches!(e, SqlExpr::Lambda(l) if l.syntax == LambdaSyntax::Arrow)
+        || matches!(
+            e,
+            SqlExpr::BinaryOp {
+                op: BinaryOperator::Arrow,
+                ..
+            }
+        )
+}
+
+fn contains_table_function(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = e.apply(|node| {
+        if let Expr::ScalarFunction(f) = node
+            && TableFn::of(&f.func).is_some()
+        {
+            found = true;
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn contains_aggregate(e: &Expr) -> bool {
@@ -993,6 +1185,10 @@ fn expand_select(
     };
     for item in items {
         match item {
+            // `s->*`: one item per field of struct column `s`.
+            SelectItem::UnnamedExpr(e) if struct_fields_of(e).is_some() => {
+                out.extend(expand_struct_fields(e, scope)?);
+            }
             SelectItem::UnnamedExpr(e) => out.push((e.clone(), None)),
             SelectItem::ExprWithAlias { expr, alias } => {
                 out.push((expr.clone(), Some(normalize_ident(alias))))
