@@ -7,6 +7,7 @@
 
 pub mod entities;
 pub mod error;
+pub mod materialized;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
