@@ -83,6 +83,13 @@ fn serve(port: u16, queries: &std::path::Path) -> Result<()> {
         Arc::new(EmbeddedTopics::new()),
         1024,
     ));
+    // Projections and push queries observe the runtime from the start, so
+    // they see the output of every query loaded below.
+    let state = sluice_server::AppState::new(
+        ctx.clone(),
+        "sluice",
+        sluice_server::ServerConfig::default(),
+    );
     let loaded = load_queries(&ctx, queries)?;
     let driver = ctx
         .runtime()
@@ -91,10 +98,6 @@ fn serve(port: u16, queries: &std::path::Path) -> Result<()> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API on http://{addr}");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let state = sluice_server::AppState {
-        ctx: ctx.clone(),
-        server_id: "sluice".into(),
-    };
     let result = runtime.block_on(sluice_server::serve(addr, state));
     ctx.runtime().stop();
     let _ = driver.join();
