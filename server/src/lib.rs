@@ -5,11 +5,15 @@
 //! ([`entities`]), `GET /info` and `GET /healthcheck` report on the
 //! server, `POST /query` and `POST /query-stream` run pull queries over
 //! [`materialized`] projections ([`pull`]) and push queries ([`push`]),
-//! see [`query`]. Failures answer in ksqlDB's error shape ([`error`]).
+//! see [`query`]; `POST /inserts-stream` writes rows ([`inserts`]);
+//! `GET /projections...` serves the projections to the web UI
+//! ([`projections`]). Failures answer in ksqlDB's error shape ([`error`]).
 
 pub mod entities;
 pub mod error;
+pub mod inserts;
 pub mod materialized;
+pub mod projections;
 pub mod pull;
 pub mod push;
 pub mod query;
@@ -96,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route("/query", post(query::query))
         .route("/query-stream", post(query::query_stream))
         .route("/close-query", post(query::close_query))
+        .route("/inserts-stream", post(inserts::inserts_stream))
+        .route("/projections", get(projections::list))
+        .route("/projections/{name}", get(projections::rows_of))
+        .route("/projections/{name}/changes", get(projections::changes))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
         .fallback(not_found)

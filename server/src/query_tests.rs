@@ -471,3 +471,145 @@ async fn dropping_a_push_response_stops_the_query() {
     assert_eq!(state.push.running(), 0);
     assert!(state.ctx.runtime().states().is_empty());
 }
+
+#[tokio::test]
+async fn inserts_stream_acks_each_row_and_rejects_bad_ones() {
+    let state = state(ServerConfig::default());
+    run(
+        &state,
+        "CREATE STREAM s (k INT KEY, v STRING) WITH (kafka_topic='s', value_format='JSON', partitions=1);",
+    );
+    let body = "{\"target\": \"s\"}\n{\"K\": 1, \"v\": \"one\", \"ROWTIME\": 5}\n{\"k\": \"x\"}\n{\"nope\": 1}\n{\"k\": 2, \"v\": \"two\"}";
+    let response = router(state.clone())
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/inserts-stream")
+                .body(Body::from(body))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let acks = read_to_end(response.into_body()).await;
+    let acks: Vec<Value> = acks
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert_eq!(acks[0], json!({"status": "ok", "seq": 0}));
+    assert_eq!(acks[1]["status"], "error");
+    assert_eq!(acks[1]["seq"], 1);
+    assert_eq!(acks[1]["error_code"], 40000);
+    assert!(
+        acks[2]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nope")
+    );
+    assert_eq!(acks[3], json!({"status": "ok", "seq": 3}));
+    state.ctx.runtime().run_until_idle();
+    let answer = pull(&state, "SELECT k, v, ROWTIME FROM s ORDER BY k;").await;
+    assert_eq!(rows(&answer)[0], json!([1, "one", 5]));
+    assert_eq!(rows(&answer)[1][1], "two");
+
+    // An unknown target is answered with one error line.
+    let response = router(state.clone())
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/inserts-stream")
+                .body(Body::from("{\"target\": \"missing\"}\n{}"))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let reply = read_to_end(response.into_body()).await;
+    let reply: Value = serde_json::from_str(reply.trim()).expect("error line");
+    assert_eq!(reply["error_code"], 40000);
+}
+
+async fn get(state: &AppState, path: &str) -> (StatusCode, Value) {
+    let response = router(state.clone())
+        .oneshot(
+            Request::builder()
+                .uri(path)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn projections_list_rows_and_key_lookup() {
+    let state = state(ServerConfig::default());
+    users(&state);
+    let (status, list) = get(&state, "/projections").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list[0]["name"], "USERS");
+    assert_eq!(list[0]["type"], "TABLE");
+    assert_eq!(list[0]["rows"], 3);
+    assert_eq!(
+        list[0]["columns"][0],
+        json!({"name": "ID", "type": "BIGINT", "key": true})
+    );
+
+    let (status, one) = get(&state, "/projections/users?key=2").await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(
+        one["rows"],
+        json!([{"ID": 2, "NAME": "bob", "REGION": "east", "SCORE": 25}])
+    );
+    let (_, limited) = get(&state, "/projections/USERS?limit=2").await;
+    assert_eq!(limited["rows"].as_array().map(Vec::len), Some(2));
+    assert_eq!(limited["totalRows"], 3);
+
+    let (status, body) = get(&state, "/projections/users?key=abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = get(&state, "/projections/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error_code"], 40400);
+}
+
+#[tokio::test]
+async fn projection_changes_arrive_as_server_sent_events() {
+    let state = state(ServerConfig::default());
+    users(&state);
+    let response = router(state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/projections/users/changes")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/event-stream"[..])
+    );
+    let mut stream = response.into_body().into_data_stream();
+    let mut next = async || {
+        let chunk = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("event in time")
+            .expect("event")
+            .expect("bytes");
+        String::from_utf8_lossy(&chunk).into_owned()
+    };
+    assert!(next().await.starts_with("event: header\ndata: {"));
+    run(
+        &state,
+        "INSERT INTO users (id, name, region, score) VALUES (9, 'zed', 'west', 1);",
+    );
+    assert_eq!(next().await, "event: row\ndata: [9,\"zed\",\"west\",1]\n\n");
+}
