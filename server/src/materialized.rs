@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -65,6 +65,8 @@ struct TableRows {
     converter: RowConverter,
     /// Columns of the batch that identify a row: keys, then the window.
     key_columns: Vec<usize>,
+    /// How many of `key_columns` are the source's key columns.
+    key_count: usize,
     /// Key to (batch, row) in `batches`; ordered so scans are in key order.
     rows: BTreeMap<OwnedRow, (usize, usize)>,
     batches: Vec<RecordBatch>,
@@ -85,6 +87,7 @@ impl TableRows {
         Ok(TableRows {
             converter: RowConverter::new(fields).map_err(internal)?,
             key_columns,
+            key_count,
             rows: BTreeMap::new(),
             batches: Vec::new(),
         })
@@ -98,7 +101,12 @@ impl TableRows {
             .collect();
         let rows = self.converter.convert_columns(&keys).map_err(internal)?;
         let batch = self.batches.len();
+        // Tables have no row for a null key: such records are invalid.
+        let null_key = |i: usize| (0..self.key_count).all(|k| change.data.column(k).is_null(i));
         for (i, row) in rows.iter().enumerate() {
+            if null_key(i) {
+                continue;
+            }
             if change.is_tombstone(i) {
                 self.rows.remove(&row.owned());
             } else {

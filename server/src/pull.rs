@@ -59,8 +59,38 @@ pub struct PullResult {
     /// One JSON array per row.
     pub rows: Vec<String>,
     /// True when every source was a stream: ksqlDB ends such answers with
-    /// "Query Completed".
+    /// "Query Completed", or "Limit Reached" when the `LIMIT` cut it short.
     pub over_streams: bool,
+    /// The query's `LIMIT`, when a literal.
+    pub limit: Option<u64>,
+}
+
+impl PullResult {
+    /// ksqlDB's closing message, for answers over streams.
+    pub fn final_message(&self) -> Option<&'static str> {
+        if !self.over_streams {
+            return None;
+        }
+        match self.limit {
+            Some(l) if self.rows.len() as u64 >= l => Some("Limit Reached"),
+            _ => Some("Query Completed"),
+        }
+    }
+}
+
+/// `LIMIT n` of the outer query.
+fn literal_limit(query: &Query) -> Option<u64> {
+    use datafusion::sql::sqlparser::ast::{LimitClause, Value};
+    match &query.limit_clause {
+        Some(LimitClause::LimitOffset {
+            limit: Some(Expr::Value(v)),
+            ..
+        }) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// ksqlDB's rendering of a result schema: `` `K` STRING KEY, `V` BIGINT``.
@@ -146,6 +176,8 @@ pub async fn execute(
     }
     let keys = rewrite(&mut query, &sources);
     type_int_literals(&mut query);
+    sql_cast_types(&mut query);
+    let limit = literal_limit(&query);
 
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
@@ -198,6 +230,7 @@ pub async fn execute(
         columns,
         rows: out,
         over_streams: !sources.is_empty() && sources.iter().all(|s| s.kind == SourceKind::Stream),
+        limit,
     })
 }
 
@@ -387,6 +420,40 @@ fn type_int_literals(query: &mut Query) {
                 array: false,
                 format: None,
             };
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// ksqlDB's `CAST(x AS <ksqlDB type>)` parses to a custom type name;
+/// DataFusion needs the SQL type. Nested types have no SQL spelling
+/// DataFusion reads and stay as they are (DataFusion then rejects them).
+fn sql_cast_types(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{DataType, ExactNumberInfo, TimezoneInfo};
+    let _ = visit_expressions_mut(query, |e: &mut Expr| {
+        if let Expr::Cast { data_type, .. } = e
+            && let DataType::Custom(name, args) = data_type
+            && args.is_empty()
+            && let Ok(ty) = sluice_sql::parser::types::parse_type_str(&name.to_string())
+        {
+            let target = match ty {
+                SqlType::Boolean => Some(DataType::Boolean),
+                SqlType::Int => Some(DataType::Int(None)),
+                SqlType::Bigint => Some(DataType::BigInt(None)),
+                SqlType::Double => Some(DataType::Double(ExactNumberInfo::None)),
+                SqlType::String => Some(DataType::Varchar(None)),
+                SqlType::Bytes => Some(DataType::Bytea),
+                SqlType::Date => Some(DataType::Date),
+                SqlType::Decimal { precision, scale } => Some(DataType::Decimal(
+                    ExactNumberInfo::PrecisionAndScale(u64::from(precision), i64::from(scale)),
+                )),
+                SqlType::Time => Some(DataType::Time(None, TimezoneInfo::None)),
+                SqlType::Timestamp => Some(DataType::Timestamp(Some(3), TimezoneInfo::None)),
+                _ => None,
+            };
+            if let Some(target) = target {
+                *data_type = target;
+            }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });

@@ -23,7 +23,7 @@ use sluice_engine::runtime::StepObserver;
 use sluice_engine::schema::{ColumnKind, SqlType};
 use sluice_engine::topic::TopicConsumer;
 use sluice_engine::window::{WINDOWEND, WINDOWSTART};
-use sluice_sql::parser::Query;
+use sluice_sql::parser::{Query, SourceKind};
 use sluice_sql::planner::expr::derived_name;
 use sluice_sql::{KsqlContext, TransientQuery};
 use tokio::sync::mpsc;
@@ -282,7 +282,13 @@ fn deliver(a: &mut Active, op_ctx: &OperatorContext) -> Result<usize, ServerErro
             .iter()
             .map(|i| change.data.column(*i).clone())
             .collect();
+        let stream = a.query.sink.kind == SourceKind::Stream;
         for row in 0..change.num_rows() {
+            // A stream record without value is invalid for a push query
+            // (ksqlDB skips it); for tables it is the deletion of its key.
+            if stream && change.is_tombstone(row) {
+                continue;
+            }
             let message = PushRow {
                 columns: rows::json_row(&columns, row)?,
                 tombstone: change.is_tombstone(row),

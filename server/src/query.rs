@@ -120,9 +120,9 @@ fn pull_query_response(id: &str, result: &PullResult) -> Response {
         out.push_str(row);
         out.push_str("}}");
     }
-    if result.over_streams {
+    if let Some(message) = result.final_message() {
         out.push_str(",\n");
-        out.push_str(&json!({"finalMessage": "Query Completed"}).to_string());
+        out.push_str(&json!({"finalMessage": message}).to_string());
     }
     out.push_str("]\n");
     (

@@ -204,6 +204,13 @@ async fn pull_over_a_stream_scans_it_and_completes() {
     assert_eq!(answer[0]["header"]["schema"], "`K` INTEGER, `V` INTEGER");
     assert_eq!(rows(&answer), vec![json!([1, 10]), json!([1, 11])]);
     assert_eq!(answer[3]["finalMessage"], "Query Completed");
+    // A LIMIT that cuts the scan short says so.
+    let answer = pull(&state, "SELECT * FROM s LIMIT 1;").await;
+    assert_eq!(rows(&answer).len(), 1);
+    assert_eq!(answer[2]["finalMessage"], "Limit Reached");
+    let answer = pull(&state, "SELECT CAST(v AS STRING) AS t FROM s LIMIT 5;").await;
+    assert_eq!(answer[0]["header"]["schema"], "`T` STRING");
+    assert_eq!(answer[3]["finalMessage"], "Query Completed");
 }
 
 #[tokio::test]

@@ -510,7 +510,11 @@ impl KsqlContext {
         from_latest: bool,
     ) -> Result<TransientQuery> {
         let catalog = self.catalog.lock();
-        let planned = self.plan_context(&catalog).plan(query, query_id)?;
+        let mut plan_context = self.plan_context(&catalog);
+        // Push queries may leave a stream's key out of the projection, as
+        // ksqlDB's newer planner allows: their result is not a source.
+        plan_context.new_planner = true;
+        let planned = plan_context.plan(query, query_id)?;
         drop(catalog);
         let key_format = if planned.schema.key_count() == 0 {
             Format::None
