@@ -39,6 +39,19 @@ enum Command {
         /// Folder of .sql files to execute at start, in name order.
         #[arg(long, default_value = "queries")]
         queries: PathBuf,
+        /// Push queries running at once; more are refused with HTTP 429.
+        #[arg(long, default_value_t = 100)]
+        max_push_queries: usize,
+        /// Rows buffered per push client; a client further behind is cut
+        /// off with an error so the engine never waits for it.
+        #[arg(long, default_value_t = 10_000)]
+        push_buffer_rows: usize,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = sluice_server::MAX_REQUEST_BYTES)]
+        max_request_bytes: usize,
+        /// Rows of each stream kept for pull queries (the newest).
+        #[arg(long, default_value_t = 1_000_000)]
+        stream_rows: usize,
     },
 }
 
@@ -53,7 +66,24 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Conformance(args) => conformance::run(&args),
         Command::Run { file } => run_script(&file),
-        Command::Serve { port, queries } => serve(port, &queries),
+        Command::Serve {
+            port,
+            queries,
+            max_push_queries,
+            push_buffer_rows,
+            max_request_bytes,
+            stream_rows,
+        } => {
+            let config = sluice_server::ServerConfig {
+                max_request_bytes,
+                push: sluice_server::push::PushLimits {
+                    max_queries: max_push_queries,
+                    buffer_rows: push_buffer_rows,
+                },
+                stream_row_limit: stream_rows,
+            };
+            serve(port, &queries, config)
+        }
     }
 }
 
@@ -78,18 +108,14 @@ fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     Ok(files.len())
 }
 
-fn serve(port: u16, queries: &std::path::Path) -> Result<()> {
+fn serve(port: u16, queries: &std::path::Path, config: sluice_server::ServerConfig) -> Result<()> {
     let ctx = Arc::new(KsqlContext::with_backend(
         Arc::new(EmbeddedTopics::new()),
         1024,
     ));
     // Projections and push queries observe the runtime from the start, so
     // they see the output of every query loaded below.
-    let state = sluice_server::AppState::new(
-        ctx.clone(),
-        "sluice",
-        sluice_server::ServerConfig::default(),
-    );
+    let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
     let loaded = load_queries(&ctx, queries)?;
     let driver = ctx
         .runtime()

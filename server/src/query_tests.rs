@@ -620,3 +620,51 @@ async fn projection_changes_arrive_as_server_sent_events() {
     );
     assert_eq!(next().await, "event: row\ndata: [9,\"zed\",\"west\",1]\n\n");
 }
+
+/// `/query-stream` over HTTP/2 cleartext (prior knowledge), on a socket.
+#[tokio::test]
+async fn query_stream_over_http2_cleartext() {
+    let state = state(ServerConfig::default());
+    users(&state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = tokio::spawn(axum::serve(listener, router(state.clone())).into_future());
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/query-stream"))
+        .body(())
+        .expect("request");
+    let (response, mut send) = client.send_request(request, false).expect("send");
+    send.send_data(
+        bytes::Bytes::from(json!({"sql": "SELECT id FROM users WHERE id = 3;"}).to_string()),
+        true,
+    )
+    .expect("body");
+    let response = tokio::time::timeout(WAIT, response)
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), axum::http::Version::HTTP_2);
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(WAIT, body.data())
+        .await
+        .expect("data in time")
+    {
+        let chunk = chunk.expect("chunk");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[1], "[3]");
+    server.abort();
+}
