@@ -38,9 +38,8 @@ use crate::error::ServerError;
 /// Rows kept per stream unless configured otherwise.
 pub const DEFAULT_STREAM_ROW_LIMIT: usize = 1_000_000;
 
-/// Records consumed per source and pass: bounds how long one busy source
-/// holds up the runtime thread.
-const RECORDS_PER_PASS: usize = 65_536;
+/// Records decoded into one Arrow batch.
+const RECORDS_PER_POLL: usize = 4096;
 
 /// The rows of one source at one point of the engine's progress.
 #[derive(Debug, Clone)]
@@ -215,9 +214,16 @@ impl View {
             query_id: &query_id,
             log: &log,
         };
+        // Everything available now, not a budget: the runtime's queries
+        // are between passes, so this ends on a whole batch of theirs.
+        // (Records produced meanwhile by other threads are single inserts.)
+        let available = self.consumer.lag() as usize;
         let mut consumed = 0;
-        while consumed < RECORDS_PER_PASS {
-            let records = self.consumer.poll(4096).map_err(internal)?;
+        while consumed < available {
+            let records = self
+                .consumer
+                .poll(RECORDS_PER_POLL.min(available - consumed))
+                .map_err(internal)?;
             if records.is_empty() {
                 break;
             }
