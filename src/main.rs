@@ -52,6 +52,12 @@ enum Command {
         /// Rows of each stream kept for pull queries (the newest).
         #[arg(long, default_value_t = 1_000_000)]
         stream_rows: usize,
+        /// Require HTTP basic auth with these credentials, `user:password`.
+        #[arg(long, conflicts_with = "auth_bearer")]
+        auth_basic: Option<String>,
+        /// Require this bearer token.
+        #[arg(long)]
+        auth_bearer: Option<String>,
     },
 }
 
@@ -73,7 +79,22 @@ fn main() -> Result<()> {
             push_buffer_rows,
             max_request_bytes,
             stream_rows,
+            auth_basic,
+            auth_bearer,
         } => {
+            let auth = match (auth_basic, auth_bearer) {
+                (Some(basic), _) => {
+                    let Some((user, password)) = basic.split_once(':') else {
+                        anyhow::bail!("--auth-basic takes user:password");
+                    };
+                    Some(sluice_server::auth::Auth::Basic {
+                        user: user.to_string(),
+                        password: password.to_string(),
+                    })
+                }
+                (None, Some(token)) => Some(sluice_server::auth::Auth::Bearer { token }),
+                (None, None) => None,
+            };
             let config = sluice_server::ServerConfig {
                 max_request_bytes,
                 push: sluice_server::push::PushLimits {
@@ -81,6 +102,7 @@ fn main() -> Result<()> {
                     buffer_rows: push_buffer_rows,
                 },
                 stream_row_limit: stream_rows,
+                auth,
             };
             serve(port, &queries, config)
         }

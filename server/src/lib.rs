@@ -9,6 +9,7 @@
 //! `GET /projections...` serves the projections to the web UI
 //! ([`projections`]). Failures answer in ksqlDB's error shape ([`error`]).
 
+pub mod auth;
 pub mod entities;
 pub mod error;
 pub mod inserts;
@@ -43,13 +44,16 @@ pub const KSQL_MEDIA_TYPE: &str = "application/vnd.ksql.v1+json";
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Limits and settings of a server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
     pub push: PushLimits,
     /// Rows of each stream kept for pull queries (the newest).
     pub stream_row_limit: usize,
+    /// Credentials every request but `/healthcheck` must carry; none by
+    /// default.
+    pub auth: Option<auth::Auth>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             max_request_bytes: MAX_REQUEST_BYTES,
             push: PushLimits::default(),
             stream_row_limit: materialized::DEFAULT_STREAM_ROW_LIMIT,
+            auth: None,
         }
     }
 }
@@ -108,6 +113,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthcheck", get(healthcheck))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 

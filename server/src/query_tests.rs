@@ -668,3 +668,33 @@ async fn query_stream_over_http2_cleartext() {
     assert_eq!(lines[1], "[3]");
     server.abort();
 }
+
+#[tokio::test]
+async fn auth_when_configured_guards_everything_but_healthcheck() {
+    let state = state(ServerConfig {
+        auth: Some(crate::auth::Auth::Bearer {
+            token: "tok".into(),
+        }),
+        ..ServerConfig::default()
+    });
+    let (status, body) = call(&state, "/query", json!({"ksql": "SELECT 1;"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["error_code"], 40100);
+    let (status, _) = get(&state, "/healthcheck").await;
+    assert_eq!(status, StatusCode::OK);
+    let response = router(state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/info")
+                .header("authorization", "Bearer tok")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    // Off by default.
+    let (status, _) = get(&self::state(ServerConfig::default()), "/info").await;
+    assert_eq!(status, StatusCode::OK);
+}
