@@ -40,6 +40,17 @@ impl ServerError {
         }
     }
 
+    /// Names the statement a statement error is about.
+    pub fn for_statement(self, sql: &str) -> Self {
+        match self {
+            ServerError::Statement { message, .. } => ServerError::Statement {
+                statement: sql.to_string(),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// ksqlDB's error JSON for this error.
     pub fn body(&self) -> serde_json::Value {
         let (_, code) = self.codes();

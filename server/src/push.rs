@@ -11,7 +11,7 @@
 //! connection closed) or closed through `/close-query` stops the query and
 //! deletes its topic.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use datafusion::arrow::array::ArrayRef;
@@ -113,6 +113,9 @@ pub struct PushQueries {
     ctx: Weak<KsqlContext>,
     limits: PushLimits,
     active: Mutex<HashMap<String, Active>>,
+    /// Push queries started or starting: taken before a query starts so
+    /// concurrent requests cannot exceed the limit together.
+    slots: AtomicUsize,
     next_id: AtomicU64,
 }
 
@@ -126,6 +129,7 @@ impl PushQueries {
                 buffer_rows: limits.buffer_rows.max(1),
             },
             active: Mutex::new(HashMap::new()),
+            slots: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
         ctx.runtime().observe(registry.clone());
@@ -146,13 +150,33 @@ impl PushQueries {
             .ctx
             .upgrade()
             .ok_or_else(|| ServerError::Internal("the engine has stopped".into()))?;
-        if self.running() >= self.limits.max_queries {
+        if self.slots.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queries {
+            self.release();
             return Err(ServerError::TooManyRequests(format!(
                 "Too many push queries: {} are running, the limit is {}.",
                 self.running(),
                 self.limits.max_queries
             )));
         }
+        let started = self.start_reserved(&ctx, query, from_latest);
+        if started.is_err() {
+            self.release();
+        }
+        started
+    }
+
+    fn release(&self) {
+        self.slots.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// [`Self::start`] once a slot is taken; the slot is released when the
+    /// query ends without being registered.
+    fn start_reserved(
+        self: &Arc<Self>,
+        ctx: &Arc<KsqlContext>,
+        query: &Query,
+        from_latest: bool,
+    ) -> Result<Subscription, ServerError> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("transient_{}_{n}", query.from.name);
         let started =
@@ -182,6 +206,7 @@ impl PushQueries {
         if started.limit == Some(0) {
             *end.lock() = Some(PushEnd::LimitReached);
             ctx.stop_transient(&started);
+            self.release();
         } else {
             self.active.lock().insert(
                 id.clone(),
@@ -210,6 +235,7 @@ impl PushQueries {
         let removed = self.active.lock().remove(id);
         match removed {
             Some(active) => {
+                self.release();
                 active.end.lock().get_or_insert(PushEnd::Closed);
                 if let Some(ctx) = self.ctx.upgrade() {
                     ctx.stop_transient(&active.query);
@@ -258,6 +284,7 @@ impl PushQueries {
         }
         for id in ended {
             if let Some(a) = active.remove(&id) {
+                self.release();
                 ctx.stop_transient(&a.query);
             }
         }

@@ -98,7 +98,8 @@ pub async fn query(State(state): State<AppState>, body: Bytes) -> Response {
             QueryKind::Push(q) => {
                 let sub = state
                     .push
-                    .start(&q, from_latest(&request.streams_properties))?;
+                    .start(&q, from_latest(&request.streams_properties))
+                    .map_err(|e| e.for_statement(&sql))?;
                 Ok(stream_response(sub, StreamFormat::Query, KSQL_MEDIA_TYPE))
             }
         }
@@ -171,7 +172,10 @@ pub async fn query_stream(
                 Ok((StatusCode::OK, [(header::CONTENT_TYPE, media)], text).into_response())
             }
             QueryKind::Push(q) => {
-                let sub = state.push.start(&q, from_latest(&request.properties))?;
+                let sub = state
+                    .push
+                    .start(&q, from_latest(&request.properties))
+                    .map_err(|e| e.for_statement(&sql))?;
                 Ok(stream_response(sub, format, media))
             }
         }

@@ -240,6 +240,13 @@ async fn bad_queries_are_statement_errors() {
     }
     let (status, body) = call(&state, "/query", json!({"sql": "SELECT 1;"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A push query the planner rejects names its statement.
+    let sql = "SELECT nope FROM users EMIT CHANGES;";
+    let (status, body) = call(&state, "/query", json!({"ksql": sql})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("json error");
+    assert_eq!(body["statementText"], sql);
+    assert_eq!(body["error_code"], 40001);
 }
 
 #[tokio::test]
@@ -457,6 +464,15 @@ async fn push_query_limit_and_close_query() {
     assert_eq!(state.push.running(), 0);
     let (status, body) = call(&state, "/close-query", json!({"queryId": id})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The closed query's slot is free again.
+    let response = router(state.clone())
+        .oneshot(request(
+            "/query-stream",
+            json!({"sql": "SELECT * FROM s EMIT CHANGES;"}),
+        ))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 #[tokio::test]
