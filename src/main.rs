@@ -47,6 +47,25 @@ enum Command {
         /// topics.
         #[arg(long, default_value = "default_")]
         service_id: String,
+        /// Push queries running at once; more are refused with HTTP 429.
+        #[arg(long, default_value_t = 100)]
+        max_push_queries: usize,
+        /// Rows buffered per push client; a client further behind is cut
+        /// off with an error so the engine never waits for it.
+        #[arg(long, default_value_t = 10_000)]
+        push_buffer_rows: usize,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = sluice_server::MAX_REQUEST_BYTES)]
+        max_request_bytes: usize,
+        /// Rows of each stream kept for pull queries (the newest).
+        #[arg(long, default_value_t = 1_000_000)]
+        stream_rows: usize,
+        /// Require HTTP basic auth with these credentials, `user:password`.
+        #[arg(long, conflicts_with = "auth_bearer")]
+        auth_basic: Option<String>,
+        /// Require this bearer token.
+        #[arg(long)]
+        auth_bearer: Option<String>,
     },
 }
 
@@ -64,9 +83,39 @@ fn main() -> Result<()> {
         Command::Serve {
             port,
             queries,
+            max_push_queries,
+            push_buffer_rows,
+            max_request_bytes,
+            stream_rows,
+            auth_basic,
+            auth_bearer,
             kafka,
             service_id,
-        } => serve(port, &queries, backend(kafka, service_id)?),
+        } => {
+            let auth = match (auth_basic, auth_bearer) {
+                (Some(basic), _) => {
+                    let Some((user, password)) = basic.split_once(':') else {
+                        anyhow::bail!("--auth-basic takes user:password");
+                    };
+                    Some(sluice_server::auth::Auth::Basic {
+                        user: user.to_string(),
+                        password: password.to_string(),
+                    })
+                }
+                (None, Some(token)) => Some(sluice_server::auth::Auth::Bearer { token }),
+                (None, None) => None,
+            };
+            let config = sluice_server::ServerConfig {
+                max_request_bytes,
+                push: sluice_server::push::PushLimits {
+                    max_queries: max_push_queries,
+                    buffer_rows: push_buffer_rows,
+                },
+                stream_row_limit: stream_rows,
+                auth,
+            };
+            serve(port, &queries, config, backend(kafka, service_id)?)
+        }
     }
 }
 
@@ -112,9 +161,13 @@ fn backend(
 fn serve(
     port: u16,
     queries: &std::path::Path,
+    config: sluice_server::ServerConfig,
     topics: Arc<dyn sluice_engine::topic::TopicBackend>,
 ) -> Result<()> {
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
+    // Projections and push queries observe the runtime from the start, so
+    // they see the output of every query loaded below.
+    let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
     let loaded = load_queries(&ctx, queries)?;
     let driver = ctx
         .runtime()
@@ -123,10 +176,6 @@ fn serve(
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API on http://{addr}");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let state = sluice_server::AppState {
-        ctx: ctx.clone(),
-        server_id: "sluice".into(),
-    };
     let result = runtime.block_on(sluice_server::serve(addr, state));
     ctx.runtime().stop();
     let _ = driver.join();

@@ -4,6 +4,8 @@
 //! query in creation order until none has input left, which is
 //! deterministic and what tests and the conformance runner use;
 //! [`Runtime::spawn`] runs the same loop on a thread for servers.
+//! [`StepObserver`]s run after every pass on the same thread, so what they
+//! read from topics is never half of a query's output batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +18,15 @@ use crate::processing_log::ProcessingLog;
 use crate::query::{PersistentQuery, QueryState};
 use crate::topic::TopicBackend;
 
+/// Work that follows every pass over the queries, on the driving thread:
+/// readers of query output (materialized views, push queries) consume
+/// topics there, between passes, so they only see whole batches.
+pub trait StepObserver: Send + Sync {
+    /// Catches up; returns how much it consumed (0 when idle), so
+    /// [`Runtime::run_until_idle`] also runs observers to completion.
+    fn after_step(&self) -> usize;
+}
+
 /// Owns the running queries of one engine.
 pub struct Runtime {
     backend: Arc<dyn TopicBackend>,
@@ -25,6 +36,7 @@ pub struct Runtime {
     /// chained queries; larger values batch for throughput.
     batch_size: usize,
     stopping: AtomicBool,
+    observers: Mutex<Vec<Arc<dyn StepObserver>>>,
 }
 
 impl Runtime {
@@ -35,6 +47,7 @@ impl Runtime {
             queries: Mutex::new(Vec::new()),
             batch_size: batch_size.max(1),
             stopping: AtomicBool::new(false),
+            observers: Mutex::new(Vec::new()),
         }
     }
 
@@ -76,12 +89,26 @@ impl Runtime {
             .collect()
     }
 
-    /// One pass over all queries; returns the records consumed.
+    /// Registers work to run after every pass (see [`StepObserver`]).
+    pub fn observe(&self, observer: Arc<dyn StepObserver>) {
+        self.observers.lock().push(observer);
+    }
+
+    /// One pass over all queries, then the observers; returns the records
+    /// consumed.
     pub fn step(&self) -> usize {
-        let mut queries = self.queries.lock();
         let mut total = 0;
-        for q in queries.iter_mut() {
-            total += q.poll_once(self.batch_size);
+        {
+            let mut queries = self.queries.lock();
+            for q in queries.iter_mut() {
+                total += q.poll_once(self.batch_size);
+            }
+        }
+        // Cloned so an observer may add queries (a push query starting)
+        // without deadlocking on either lock.
+        let observers: Vec<Arc<dyn StepObserver>> = self.observers.lock().clone();
+        for o in observers {
+            total += o.after_step();
         }
         total
     }

@@ -15,6 +15,9 @@ pub enum ServerError {
     Statement { statement: String, message: String },
     #[error("Path not found: {0}")]
     NotFound(String),
+    /// A limit on concurrent work was reached; the client may retry.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("cannot listen: {0}")]
@@ -30,17 +33,28 @@ impl ServerError {
             ServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, 40000),
             ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
             ServerError::NotFound(_) => (StatusCode::NOT_FOUND, 40400),
+            ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
             ServerError::Internal(_) | ServerError::Bind(_) | ServerError::Serve(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, 50000)
             }
         }
     }
-}
 
-impl IntoResponse for ServerError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.codes();
-        let body = match &self {
+    /// Names the statement a statement error is about.
+    pub fn for_statement(self, sql: &str) -> Self {
+        match self {
+            ServerError::Statement { message, .. } => ServerError::Statement {
+                statement: sql.to_string(),
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// ksqlDB's error JSON for this error.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.codes();
+        match self {
             ServerError::Statement { statement, message } => json!({
                 "@type": "statement_error",
                 "error_code": code,
@@ -51,7 +65,14 @@ impl IntoResponse for ServerError {
             other => {
                 json!({"@type": "generic_error", "error_code": code, "message": other.to_string()})
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.codes();
+        let body = self.body();
         (
             status,
             [(axum::http::header::CONTENT_TYPE, crate::KSQL_MEDIA_TYPE)],

@@ -3,13 +3,26 @@
 //! [`router`] builds the axum routes over one shared [`KsqlContext`]:
 //! `POST /ksql` runs statements and answers with ksqlDB's entity JSON
 //! ([`entities`]), `GET /info` and `GET /healthcheck` report on the
-//! server. Failures answer in ksqlDB's error shape ([`error`]).
+//! server, `POST /query` and `POST /query-stream` run pull queries over
+//! [`materialized`] projections ([`pull`]) and push queries ([`push`]),
+//! see [`query`]; `POST /inserts-stream` writes rows ([`inserts`]);
+//! `GET /projections...` serves the projections to the web UI
+//! ([`projections`]). Failures answer in ksqlDB's error shape ([`error`]).
 
+pub mod auth;
 pub mod entities;
 pub mod error;
+pub mod inserts;
+pub mod materialized;
+pub mod projections;
+pub mod pull;
+pub mod push;
+pub mod query;
+pub mod rows;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
@@ -21,28 +34,89 @@ use serde_json::{Value, json};
 use sluice_sql::KsqlContext;
 
 pub use error::ServerError;
+use materialized::Materializer;
+use push::{PushLimits, PushQueries};
 
 /// ksqlDB's versioned media type; clients send and accept it.
 pub const KSQL_MEDIA_TYPE: &str = "application/vnd.ksql.v1+json";
 
-/// Largest request body accepted, in bytes.
+/// Largest request body accepted by default, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Limits and settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    pub push: PushLimits,
+    /// Rows of each stream kept for pull queries (the newest).
+    pub stream_row_limit: usize,
+    /// Credentials every request but `/healthcheck` must carry; none by
+    /// default.
+    pub auth: Option<auth::Auth>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_request_bytes: MAX_REQUEST_BYTES,
+            push: PushLimits::default(),
+            stream_row_limit: materialized::DEFAULT_STREAM_ROW_LIMIT,
+            auth: None,
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub ctx: Arc<KsqlContext>,
     pub server_id: String,
+    pub config: ServerConfig,
+    pub materializer: Arc<Materializer>,
+    pub push: Arc<PushQueries>,
+    /// Numbers pull queries' ids.
+    pub pull_counter: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// The state of a server over `ctx`: attaches the projections and the
+    /// push queries to its runtime, which must run (spawned, or stepped by
+    /// tests) for them to make progress.
+    pub fn new(ctx: Arc<KsqlContext>, server_id: impl Into<String>, config: ServerConfig) -> Self {
+        let materializer = Materializer::attach(&ctx, config.stream_row_limit);
+        let push = PushQueries::attach(&ctx, config.push);
+        AppState {
+            ctx,
+            server_id: server_id.into(),
+            config,
+            materializer,
+            push,
+            pull_counter: Arc::new(AtomicU64::new(1)),
+        }
+    }
 }
 
 /// The routes of the REST API.
 pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_request_bytes;
     Router::new()
         .route("/ksql", post(ksql))
+        .route("/query", post(query::query))
+        .route("/query-stream", post(query::query_stream))
+        .route("/close-query", post(query::close_query))
+        .route("/inserts-stream", post(inserts::inserts_stream))
+        .route("/projections", get(projections::list))
+        .route("/projections/{name}", get(projections::rows_of))
+        .route("/projections/{name}/changes", get(projections::changes))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 
@@ -165,5 +239,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     ServerError::NotFound(uri.path().to_string()).into_response()
 }
 
+#[cfg(test)]
+mod query_tests;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use sluice_engine::topic::TopicBackend;
 use sluice_sql::KsqlContext;
 use tower::ServiceExt;
 
-use super::{AppState, router};
+use super::{AppState, ServerConfig, router};
 
 fn app() -> axum::Router {
     let backend: Arc<dyn TopicBackend> = Arc::new(sluice_connectors::EmbeddedTopics::new());
@@ -18,10 +18,11 @@ fn app() -> axum::Router {
         Arc::new(ProcessingLog::default()),
         16,
     ));
-    router(AppState {
-        ctx: Arc::new(KsqlContext::new(runtime)),
-        server_id: "test".into(),
-    })
+    router(AppState::new(
+        Arc::new(KsqlContext::new(runtime)),
+        "test",
+        ServerConfig::default(),
+    ))
 }
 
 async fn call(app: axum::Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {

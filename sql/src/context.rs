@@ -80,6 +80,18 @@ pub struct SourceDescription {
     pub partitions: Option<u32>,
 }
 
+/// A running push query: its result rows are written to `sink.topic`
+/// (key format KAFKA or JSON, value format JSON), which only the caller
+/// reads.
+#[derive(Debug, Clone)]
+pub struct TransientQuery {
+    pub id: String,
+    /// The result's schema, internal topic, formats and window.
+    pub sink: DataSource,
+    /// `LIMIT n`: the caller ends the query after n rows.
+    pub limit: Option<u64>,
+}
+
 /// A statement that failed, with where it starts.
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
@@ -527,6 +539,91 @@ impl KsqlContext {
         planned: crate::planner::PlannedQuery,
         sink: &DataSource,
     ) -> Result<()> {
+        let query = self.attach_query(query_id, planned, sink)?;
+        self.runtime.add(query);
+        Ok(())
+    }
+
+    /// Starts a push query (`SELECT ... EMIT CHANGES`): planned like a
+    /// persistent query, but outside the catalog, writing to an internal
+    /// topic that the caller reads and, through [`Self::stop_transient`],
+    /// deletes. `from_latest` skips what the sources hold already.
+    pub fn start_transient(
+        &self,
+        query_id: &str,
+        query: &Query,
+        from_latest: bool,
+    ) -> Result<TransientQuery> {
+        let catalog = self.catalog.lock();
+        let mut plan_context = self.plan_context(&catalog);
+        // Push queries may leave a stream's key out of the projection, as
+        // ksqlDB's newer planner allows: their result is not a source.
+        plan_context.new_planner = true;
+        let planned = plan_context.plan(query, query_id)?;
+        drop(catalog);
+        let key_format = if planned.schema.key_count() == 0 {
+            Format::None
+        } else if check_formats(&planned.schema, &Format::Kafka, &Format::Json).is_ok() {
+            Format::Kafka
+        } else {
+            Format::Json
+        };
+        check_formats(&planned.schema, &key_format, &Format::Json)?;
+        let topic = format!("_sluice_transient_{query_id}");
+        let backend = self.runtime.backend();
+        if backend.describe_topic(&topic).is_some() {
+            backend.delete_topic(&topic)?;
+        }
+        backend.create_topic(&topic, 1, 1)?;
+        let sink = DataSource {
+            name: query_id.to_string(),
+            kind: planned.kind,
+            schema: planned.schema.clone(),
+            topic: topic.clone(),
+            key_format,
+            value_format: Format::Json,
+            wrap_single_value: true,
+            timestamp_column: None,
+            timestamp_format: None,
+            window: planned.window,
+            read_only: true,
+            sql: String::new(),
+        };
+        let started = self
+            .attach_query(query_id, planned, &sink)
+            .and_then(|mut q| {
+                if from_latest {
+                    q.skip_to_end()?;
+                }
+                Ok(q)
+            });
+        match started {
+            Ok(q) => self.runtime.add(q),
+            Err(e) => {
+                let _ = backend.delete_topic(&topic);
+                return Err(e);
+            }
+        }
+        Ok(TransientQuery {
+            id: query_id.to_string(),
+            sink,
+            limit: query.limit,
+        })
+    }
+
+    /// Stops a push query and deletes its internal topic.
+    pub fn stop_transient(&self, query: &TransientQuery) {
+        self.runtime.remove(&query.id);
+        let _ = self.runtime.backend().delete_topic(&query.sink.topic);
+    }
+
+    /// A planned query attached to its topics, not running yet.
+    fn attach_query(
+        &self,
+        query_id: &str,
+        planned: crate::planner::PlannedQuery,
+        sink: &DataSource,
+    ) -> Result<PersistentQuery> {
         let mut inputs = Vec::new();
         for input in planned.inputs {
             inputs.push(QueryInput {
@@ -559,13 +656,11 @@ impl KsqlContext {
                 computed_key: planned.computed_key,
             },
         };
-        let query = PersistentQuery::start(
+        Ok(PersistentQuery::start(
             plan,
             self.runtime.backend().clone(),
             self.runtime.processing_log().clone(),
-        )?;
-        self.runtime.add(query);
-        Ok(())
+        )?)
     }
 
     fn insert_into(
@@ -866,7 +961,7 @@ impl KsqlContext {
 }
 
 /// How a query reads `source`.
-fn source_spec(source: &DataSource) -> Result<SourceSpec> {
+pub fn source_spec(source: &DataSource) -> Result<SourceSpec> {
     let position = source
         .timestamp_column
         .as_ref()

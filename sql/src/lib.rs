@@ -13,5 +13,5 @@ pub mod functions;
 pub mod parser;
 pub mod planner;
 
-pub use context::{KsqlContext, StatementError, StatementResult};
+pub use context::{KsqlContext, StatementError, StatementResult, TransientQuery};
 pub use error::{Result, SqlError};

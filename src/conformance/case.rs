@@ -112,7 +112,7 @@ pub fn run_case(case: &Case) -> Outcome {
     }
 }
 
-fn settle(ctx: &KsqlContext) -> bool {
+pub(super) fn settle(ctx: &KsqlContext) -> bool {
     for _ in 0..MAX_STEPS {
         if ctx.runtime().step() == 0 {
             return true;
@@ -133,7 +133,7 @@ fn failed_query(ctx: &KsqlContext) -> Option<String> {
 
 /// ksqlDB's runner creates the topics a test reads before running it:
 /// declared ones, input ones, and those named by CREATE statements.
-fn prepare_topics(case: &Case, topics: &EmbeddedTopics) {
+pub(super) fn prepare_topics(case: &Case, topics: &EmbeddedTopics) {
     let mut wanted: Vec<(String, u32)> = Vec::new();
     for t in &case.topics {
         if let Some(name) = t.get("name").and_then(Value::as_str) {
@@ -215,7 +215,11 @@ fn raw_bytes(value: &Value) -> Option<Vec<u8>> {
     }
 }
 
-fn produce_input(ctx: &KsqlContext, topics: &EmbeddedTopics, input: &Value) -> Result<(), String> {
+pub(super) fn produce_input(
+    ctx: &KsqlContext,
+    topics: &EmbeddedTopics,
+    input: &Value,
+) -> Result<(), String> {
     let topic = input
         .get("topic")
         .and_then(Value::as_str)

@@ -2,12 +2,14 @@
 //! embedded backend and reports pass rates per category and file.
 //!
 //! Every case runs on a fresh engine; only cases that ksqlDB itself
-//! disables, or that need a Schema Registry format, are skipped.
+//! disables, or that need a Schema Registry format, are skipped. With
+//! `--rqtt` it runs the REST tests ([`rqtt`]) through the HTTP routes.
 
 mod case;
 mod compare;
 mod qtt;
 mod report;
+mod rqtt;
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,8 +24,11 @@ use self::report::{CaseResult, Report};
 #[derive(Debug, clap::Args)]
 pub struct ConformanceArgs {
     /// QTT files or folders of them.
-    #[arg(long = "qtt", required = true, num_args = 1..)]
+    #[arg(long = "qtt", required_unless_present = "rqtt", num_args = 1..)]
     pub qtt: Vec<PathBuf>,
+    /// RQTT (REST) files or folders of them, run instead of QTT files.
+    #[arg(long = "rqtt", num_args = 1..)]
+    pub rqtt: Vec<PathBuf>,
     /// categories.json mapping categories to file names; defaults to the
     /// one beside the first folder given.
     #[arg(long)]
@@ -72,22 +77,51 @@ fn load_categories(args: &ConformanceArgs) -> Result<BTreeMap<String, String>> {
     Ok(by_file)
 }
 
+/// One runnable case of either kind.
+enum AnyCase {
+    Qtt(qtt::Case),
+    Rest(rqtt::RestCase),
+}
+
+impl AnyCase {
+    fn case(&self) -> &qtt::Case {
+        match self {
+            AnyCase::Qtt(c) => c,
+            AnyCase::Rest(r) => &r.case,
+        }
+    }
+}
+
 pub fn run(args: &ConformanceArgs) -> Result<()> {
     let categories = load_categories(args)?;
-    let files = qtt::collect_files(&args.qtt)?;
+    let rest = !args.rqtt.is_empty();
+    let files = qtt::collect_files(if rest { &args.rqtt } else { &args.qtt })?;
     if files.is_empty() {
-        bail!("no QTT files found in {:?}", args.qtt);
+        bail!("no test files found in {:?}", args.qtt);
     }
+    // The REST routes are async; one runtime serves every case.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let started = Instant::now();
     // A panicking case is reported as a failure with its message; the
     // default hook's backtrace would drown the table.
     std::panic::set_hook(Box::new(|_| {}));
     let mut results = Vec::new();
     for (i, file) in files.iter().enumerate() {
-        let cases = qtt::load_cases(file)?;
+        let cases: Vec<AnyCase> = if rest {
+            rqtt::load(file)?.into_iter().map(AnyCase::Rest).collect()
+        } else {
+            qtt::load_cases(file)?
+                .into_iter()
+                .map(AnyCase::Qtt)
+                .collect()
+        };
         let cases: Vec<_> = cases
             .into_iter()
             .filter(|c| {
+                let c = c.case();
                 args.filter
                     .as_ref()
                     .is_none_or(|f| c.file.contains(f.as_str()) || c.name.contains(f.as_str()))
@@ -97,12 +131,16 @@ pub fn run(args: &ConformanceArgs) -> Result<()> {
             continue;
         }
         let mut passed = 0;
-        for case in &cases {
-            let outcome = catch_unwind(AssertUnwindSafe(|| run_case(case))).unwrap_or_else(|p| {
-                Outcome::Failed {
+        for any in &cases {
+            let case = any.case();
+            let run_one = || match any {
+                AnyCase::Qtt(c) => run_case(c),
+                AnyCase::Rest(r) => rqtt::run_case(r, &rt),
+            };
+            let outcome =
+                catch_unwind(AssertUnwindSafe(run_one)).unwrap_or_else(|p| Outcome::Failed {
                     reason: format!("panic: {}", panic_text(&p)),
-                }
-            });
+                });
             let (status, reason) = match outcome {
                 Outcome::Passed { reason } => {
                     passed += 1;

@@ -42,18 +42,38 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// ksqlDB's files allow `//` line comments; JSON does not.
-fn strip_line_comments(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            if l.trim_start().starts_with("//") {
-                ""
-            } else {
-                l
+/// ksqlDB's files allow `//` comments, on their own lines or after
+/// content; JSON does not. `//` inside strings (URLs) is kept.
+pub(super) fn strip_line_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            continue;
+        }
+        if c == '/' && chars.peek() == Some(&'/') {
+            for skipped in chars.by_ref() {
+                if skipped == '\n' {
+                    out.push('\n');
+                    break;
+                }
+            }
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub fn load_cases(path: &Path) -> Result<Vec<Case>> {

@@ -222,6 +222,15 @@ impl PersistentQuery {
         &self.plan.id
     }
 
+    /// Skips what the source topics hold now, so the query sees only
+    /// records produced from here on (`auto.offset.reset=latest`).
+    pub fn skip_to_end(&mut self) -> Result<()> {
+        for consumer in &mut self.consumers {
+            while !consumer.poll(4096)?.is_empty() {}
+        }
+        Ok(())
+    }
+
     pub fn plan(&self) -> &QueryPlan {
         &self.plan
     }
