@@ -683,7 +683,7 @@ impl PlanContext<'_> {
                 .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
         );
         if let Some(foreign) = &keys.foreign {
-            return name_foreign_key_columns(converted, foreign, scope, inputs, sink_name);
+            return name_foreign_key_columns(converted, foreign, inputs);
         }
         // The key is the first join expression (left before right) that
         // the projection selects.
@@ -838,37 +838,32 @@ impl PlanContext<'_> {
     }
 }
 
-/// Names the select items of a re-keyed join: the PARTITION BY
-/// expressions are the key, each selected exactly once.
-fn name_partitioned_columns(
+/// Names the select items of a join whose key columns are `keys`: the
+/// first item that is a key expression becomes that key column; every
+/// name a key was selected under is returned (by key) for the callers'
+/// checks.
+fn assign_key_columns(
     converted: &[(Expr, &SqlExpr, Option<String>)],
-    partition: &JoinPartition,
+    keys: &[Expr],
     inputs: &[JoinInput],
-    sink_name: &str,
-) -> Result<Vec<super::OutputColumn>> {
+) -> (Vec<super::OutputColumn>, Vec<Vec<String>>) {
     let mut namer = super::ColumnNamer::new(
         converted
             .iter()
             .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
     );
-    let mut seen: Vec<Vec<String>> = vec![vec![]; partition.exprs.len()];
+    let mut seen: Vec<Vec<String>> = vec![vec![]; keys.len()];
     let mut columns = Vec::new();
     for (expr, sql, alias) in converted {
         let name = alias
             .clone()
             .or_else(|| join_derived_name(sql, inputs))
             .unwrap_or_else(|| namer.next());
-        let kind = match partition.exprs.iter().position(|k| k == expr) {
+        let kind = match keys.iter().position(|k| k == expr) {
             Some(i) => {
                 seen[i].push(name.clone());
                 if seen[i].len() > 1 {
-                    let mut names = seen[i].clone();
-                    names.sort();
-                    return statement_err!(
-                        "The projection contains a key column (`{}`) more than once, aliased as: {}.",
-                        seen[i][0],
-                        super::join_and(&names)
-                    );
+                    continue;
                 }
                 ColumnKind::Key
             }
@@ -879,6 +874,31 @@ fn name_partitioned_columns(
             expr: expr.clone(),
             kind,
         });
+    }
+    (columns, seen)
+}
+
+/// ksqlDB's message for a key selected under several names.
+fn duplicate_key_error(key: &str, names: &[String]) -> SqlError {
+    let mut names = names.to_vec();
+    names.sort();
+    SqlError::Statement(format!(
+        "The projection contains a key column (`{key}`) more than once, aliased as: {}.",
+        super::join_and(&names)
+    ))
+}
+
+/// Names the select items of a re-keyed join: the PARTITION BY
+/// expressions are the key, each selected exactly once.
+fn name_partitioned_columns(
+    converted: &[(Expr, &SqlExpr, Option<String>)],
+    partition: &JoinPartition,
+    inputs: &[JoinInput],
+    sink_name: &str,
+) -> Result<Vec<super::OutputColumn>> {
+    let (mut columns, seen) = assign_key_columns(converted, &partition.exprs, inputs);
+    if let Some(names) = seen.iter().find(|names| names.len() > 1) {
+        return Err(duplicate_key_error(&names[0], names));
     }
     let missing: Vec<String> = seen
         .iter()
@@ -914,50 +934,16 @@ fn name_partitioned_columns(
 fn name_foreign_key_columns(
     converted: &[(Expr, &SqlExpr, Option<String>)],
     foreign: &ForeignKeys,
-    scope: &Scope,
     inputs: &[JoinInput],
-    _sink_name: &str,
 ) -> Result<Vec<super::OutputColumn>> {
-    let mut namer = super::ColumnNamer::new(
-        converted
-            .iter()
-            .filter_map(|(_, e, a)| a.clone().or_else(|| join_derived_name(e, inputs))),
-    );
-    let mut seen: Vec<Vec<String>> = vec![vec![]; foreign.columns.len()];
-    let mut columns = Vec::new();
-    for (expr, sql, alias) in converted {
-        let name = alias
-            .clone()
-            .or_else(|| join_derived_name(sql, inputs))
-            .unwrap_or_else(|| namer.next());
-        let kind = match foreign.columns.iter().position(|c| c == expr) {
-            Some(i) => {
-                seen[i].push(name.clone());
-                if seen[i].len() > 1 {
-                    continue;
-                }
-                ColumnKind::Key
-            }
-            None => ColumnKind::Value,
-        };
-        columns.push(super::OutputColumn {
-            name,
-            expr: expr.clone(),
-            kind,
-        });
-    }
+    let (columns, seen) = assign_key_columns(converted, &foreign.columns, inputs);
     for (i, names) in seen.iter().enumerate() {
         if names.len() > 1 {
-            let mut names = names.clone();
-            names.sort();
             let field = match &foreign.columns[i] {
                 Expr::Column(c) => c.name.clone(),
                 other => other.to_string(),
             };
-            return statement_err!(
-                "The projection contains a key column (`{field}`) more than once, aliased as: {}.",
-                super::join_and(&names)
-            );
+            return Err(duplicate_key_error(&field, names));
         }
     }
     let missing: Vec<String> = seen
@@ -967,18 +953,17 @@ fn name_foreign_key_columns(
         .map(|(_, n)| format!("`{n}`"))
         .collect();
     if !missing.is_empty() {
-        let (what, col) = if missing.len() == 1 {
-            ("column", "column")
+        let what = if missing.len() == 1 {
+            "column"
         } else {
-            ("columns", "columns")
+            "columns"
         };
         return statement_err!(
-            "Primary key {what} missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing {col}: {}.",
+            "Primary key {what} missing in projection. For foreign-key table-table joins, the projection must include all primary key columns from the left input table (`{}`). Missing {what}: {}.",
             foreign.table,
             missing.join(", ")
         );
     }
-    let _ = scope;
     Ok(columns)
 }
 
