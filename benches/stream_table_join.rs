@@ -12,30 +12,24 @@
 //! `cargo bench --bench stream_table_join` (SLUICE_BENCH_EVENTS and
 //! SLUICE_BENCH_TABLE_ROWS change the sizes).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use sluice_connectors::EmbeddedTopics;
-use sluice_engine::format::{Format, RecordCodec};
-use sluice_engine::operator::OperatorContext;
-use sluice_engine::processing_log::ProcessingLog;
-use sluice_engine::query::{SourceSpec, TimestampSource, source};
 use sluice_engine::schema::{Column, LogicalSchema, SqlType};
-use sluice_engine::topic::{ConsumedRecord, Partitioning, Record, TopicBackend};
+use sluice_engine::topic::{Partitioning, Record, TopicBackend};
 use sluice_sql::KsqlContext;
 
-const BATCH: usize = 8_192;
+use common::{BATCH, rate};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rate(events: usize, seconds: f64) -> String {
-    format!("{:>12.0} events/s", events as f64 / seconds)
 }
 
 fn table_records(rows: usize) -> Vec<Record> {
@@ -78,39 +72,7 @@ fn bench_decode_limit(records: &[Record]) -> f64 {
         Column::value("TEXT", SqlType::String),
         Column::value("LATENCY_MS", SqlType::Int),
     ]);
-    let spec = SourceSpec {
-        topic: "moves".into(),
-        codec: RecordCodec::new(&schema, Format::Kafka, Format::Json, true),
-        schema,
-        is_table: false,
-        timestamp: TimestampSource::RecordTime,
-        window: None,
-    };
-    let consumed: Vec<_> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| ConsumedRecord {
-            topic: Arc::from("moves"),
-            partition: 0,
-            offset: i as i64,
-            record: r.clone(),
-        })
-        .collect();
-    let log = ProcessingLog::default();
-    let ctx = OperatorContext {
-        query_id: "bench",
-        log: &log,
-    };
-    let started = Instant::now();
-    let mut rows = 0;
-    for chunk in consumed.chunks(BATCH) {
-        rows += source::decode(&spec, chunk, &ctx)
-            .expect("decode")
-            .num_rows();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(rows, records.len());
-    seconds
+    common::decode_limit_seconds(schema, records)
 }
 
 /// Returns (table load seconds, stream seconds, joined rows written).

@@ -10,6 +10,8 @@
 //! `cargo bench --bench tumbling` (set SLUICE_BENCH_EVENTS to change the
 //! event count, default 2,000,000).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,18 +24,17 @@ use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::{col, lit};
 use sluice_connectors::EmbeddedTopics;
 use sluice_engine::batch::ChangeBatch;
-use sluice_engine::format::{Format, RecordCodec};
 use sluice_engine::operator::time_window_aggregate::{EmitMode, TimeWindowAggregate, WindowTiming};
 use sluice_engine::operator::{Operator, OperatorContext};
 use sluice_engine::processing_log::ProcessingLog;
-use sluice_engine::query::{SourceSpec, TimestampSource, source};
 use sluice_engine::schema::{Column, LogicalSchema, SqlType};
 use sluice_engine::topic::{Partitioning, Record, TopicBackend};
 use sluice_engine::window::WindowType;
 use sluice_sql::KsqlContext;
 
+use common::{BATCH, rate};
+
 const KEYS: usize = 10_000;
-const BATCH: usize = 8_192;
 const MINUTE: i64 = 60_000;
 
 fn key(i: usize) -> String {
@@ -42,10 +43,6 @@ fn key(i: usize) -> String {
 
 fn timestamp(i: usize) -> i64 {
     (i as i64) * 3
-}
-
-fn rate(events: usize, seconds: f64) -> String {
-    format!("{:>12.0} events/s", events as f64 / seconds)
 }
 
 fn bench_arrow(events: usize) -> f64 {
@@ -150,39 +147,7 @@ fn bench_decode_limit(records: &[Record]) -> f64 {
         Column::value("V", SqlType::Bigint),
         Column::value("MATCH", SqlType::String),
     ]);
-    let spec = SourceSpec {
-        topic: "events".into(),
-        codec: RecordCodec::new(&schema, Format::Kafka, Format::Json, true),
-        schema,
-        is_table: false,
-        timestamp: TimestampSource::RecordTime,
-        window: None,
-    };
-    let consumed: Vec<_> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| sluice_engine::topic::ConsumedRecord {
-            topic: Arc::from("events"),
-            partition: 0,
-            offset: i as i64,
-            record: r.clone(),
-        })
-        .collect();
-    let log = ProcessingLog::default();
-    let ctx = OperatorContext {
-        query_id: "bench",
-        log: &log,
-    };
-    let started = Instant::now();
-    let mut rows = 0;
-    for chunk in consumed.chunks(BATCH) {
-        rows += source::decode(&spec, chunk, &ctx)
-            .expect("decode")
-            .num_rows();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(rows, records.len());
-    seconds
+    common::decode_limit_seconds(schema, records)
 }
 
 fn bench_query(records: Vec<Record>) -> f64 {
