@@ -114,7 +114,10 @@ fn main() -> Result<()> {
                 stream_row_limit: stream_rows,
                 auth,
             };
-            serve(port, &queries, config, backend(kafka, service_id)?)
+            {
+                let topics = backend(kafka, service_id.clone())?;
+                serve(port, &queries, config, topics, &service_id)
+            }
         }
     }
 }
@@ -163,8 +166,18 @@ fn serve(
     queries: &std::path::Path,
     config: sluice_server::ServerConfig,
     topics: Arc<dyn sluice_engine::topic::TopicBackend>,
+    service_id: &str,
 ) -> Result<()> {
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
+    // Failed records also go to a topic, as ksqlDB's processing log does.
+    let log_topic = format!("{service_id}ksql_processing_log");
+    let forwarder = sluice_engine::processing_log::ProcessingLogTopic::new(
+        ctx.runtime().processing_log().clone(),
+        ctx.runtime().backend().clone(),
+        &log_topic,
+    )
+    .with_context(|| format!("creating the processing log topic {log_topic}"))?;
+    ctx.runtime().observe(Arc::new(forwarder));
     // Projections and push queries observe the runtime from the start, so
     // they see the output of every query loaded below.
     let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);

@@ -107,3 +107,51 @@ fn an_expression_error_nulls_one_value_and_keeps_the_row() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].kind, ProcessingErrorKind::Evaluation);
 }
+
+#[test]
+fn failed_records_reach_the_processing_log_topic_while_output_continues() {
+    use sluice_engine::processing_log::ProcessingLogTopic;
+    let topics = Arc::new(EmbeddedTopics::new());
+    let ctx = KsqlContext::with_backend(topics.clone(), 64);
+    let forwarder = ProcessingLogTopic::new(
+        ctx.runtime().processing_log().clone(),
+        topics.clone(),
+        "default_ksql_processing_log",
+    )
+    .expect("log topic");
+    ctx.runtime().observe(Arc::new(forwarder));
+    ctx.execute(
+        "CREATE STREAM moves (player STRING KEY, x INT) WITH (kafka_topic='moves', value_format='JSON', partitions=1);
+         CREATE STREAM doubled AS SELECT player, x * 2 AS x2 FROM moves;",
+    )
+    .expect("statements run");
+    topics
+        .produce(
+            "moves",
+            vec![
+                record("ana", r#"{"x": 1}"#),
+                record("bob", r#"{"x": "#),
+                record("cyd", r#"{"x": 3}"#),
+            ],
+        )
+        .expect("produce");
+    ctx.runtime().run_until_idle();
+
+    let out = topics.records("DOUBLED").expect("sink");
+    assert_eq!(out.len(), 2, "the records around the bad one still flow");
+    let logged = topics
+        .records("default_ksql_processing_log")
+        .expect("log topic");
+    assert_eq!(logged.len(), 1);
+    let value: serde_json::Value =
+        serde_json::from_slice(logged[0].record.value.as_deref().expect("a log message"))
+            .expect("JSON");
+    assert_eq!(value["level"], "ERROR");
+    assert_eq!(value["message"]["type"], 0);
+    assert_eq!(value["message"]["deserializationError"]["topic"], "moves");
+    assert!(
+        value["logger"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("processing.CSAS_DOUBLED"))
+    );
+}

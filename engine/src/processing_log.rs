@@ -82,4 +82,117 @@ impl ProcessingLog {
     pub fn entries(&self) -> Vec<ProcessingLogEntry> {
         self.entries.lock().iter().cloned().collect()
     }
+
+    /// The retained entries logged after the first `seen` ever logged, and
+    /// the new count to pass next time. Entries already dropped for
+    /// capacity are skipped.
+    pub fn entries_after(&self, seen: u64) -> (Vec<ProcessingLogEntry>, u64) {
+        let entries = self.entries.lock();
+        let total = self.total();
+        let retained = entries.len() as u64;
+        let first_retained = total.saturating_sub(retained);
+        let skip = seen.saturating_sub(first_retained) as usize;
+        (entries.iter().skip(skip).cloned().collect(), total)
+    }
+}
+
+/// Copies the processing log to a topic, as ksqlDB writes its
+/// `ksql_processing_log` topic, one JSON record per failed record. Runs
+/// after each pass of the runtime ([`crate::runtime::StepObserver`]).
+pub struct ProcessingLogTopic {
+    log: std::sync::Arc<ProcessingLog>,
+    backend: std::sync::Arc<dyn crate::topic::TopicBackend>,
+    topic: String,
+    forwarded: Mutex<u64>,
+}
+
+impl ProcessingLogTopic {
+    /// Creates the topic (one partition) when it does not exist yet.
+    pub fn new(
+        log: std::sync::Arc<ProcessingLog>,
+        backend: std::sync::Arc<dyn crate::topic::TopicBackend>,
+        topic: &str,
+    ) -> crate::error::Result<Self> {
+        if backend.describe_topic(topic).is_none() {
+            match backend.create_topic(topic, 1, 1) {
+                Ok(()) | Err(crate::error::EngineError::TopicExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let forwarded = Mutex::new(log.total());
+        Ok(ProcessingLogTopic {
+            log,
+            backend,
+            topic: topic.to_string(),
+            forwarded,
+        })
+    }
+}
+
+/// ksqlDB's processing-log message: a level, the logger named after the
+/// query, and a message whose `type` says which error field is set.
+fn log_record(entry: &ProcessingLogEntry, time: i64) -> serde_json::Value {
+    let (kind, field) = match entry.kind {
+        ProcessingErrorKind::Deserialization => (0, "deserializationError"),
+        ProcessingErrorKind::Evaluation | ProcessingErrorKind::Dropped => {
+            (1, "recordProcessingError")
+        }
+        ProcessingErrorKind::Serialization => (3, "serializationError"),
+    };
+    serde_json::json!({
+        "level": "ERROR",
+        "logger": format!("processing.{}", entry.query_id),
+        "time": time,
+        "message": {
+            "type": kind,
+            field: {
+                "errorMessage": entry.message,
+                "record": entry.record,
+                "topic": entry.topic,
+                "partition": entry.partition,
+                "offset": entry.offset,
+                "cause": [],
+            },
+        },
+    })
+}
+
+impl crate::runtime::StepObserver for ProcessingLogTopic {
+    fn after_step(&self) -> usize {
+        let mut forwarded = self.forwarded.lock();
+        let (entries, total) = self.log.entries_after(*forwarded);
+        if entries.is_empty() {
+            *forwarded = total;
+            return 0;
+        }
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let records = entries
+            .iter()
+            .map(|e| {
+                (
+                    crate::topic::Partitioning::Explicit(0),
+                    crate::topic::Record {
+                        key: None,
+                        value: Some(bytes::Bytes::from(log_record(e, time).to_string())),
+                        timestamp: time,
+                        headers: vec![],
+                    },
+                )
+            })
+            .collect();
+        match self.backend.produce(&self.topic, records) {
+            Ok(_) => {
+                *forwarded = total;
+                entries.len()
+            }
+            Err(e) => {
+                // Kept for the next pass: a broker hiccup loses no entry.
+                tracing::warn!("writing the processing log to {}: {e}", self.topic);
+                0
+            }
+        }
+    }
 }
