@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, ListArray};
+use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 
-use super::collect::same;
+use super::collect::{same, tagged_state, tagged_state_rows};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Attr {
@@ -127,36 +127,14 @@ impl Accumulator for AttrAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values: Vec<ScalarValue> = self.counts.iter().map(|(v, _)| v.clone()).collect();
-        let counts: Vec<ScalarValue> = self
-            .counts
-            .iter()
-            .map(|(_, n)| ScalarValue::Int64(Some(*n)))
-            .collect();
-        Ok(vec![
-            ScalarValue::List(ScalarValue::new_list_nullable(&values, &self.data_type)),
-            ScalarValue::List(ScalarValue::new_list_nullable(&counts, &DataType::Int64)),
-        ])
+        Ok(tagged_state(
+            self.counts.iter().map(|(v, n)| (v.clone(), *n)),
+            &self.data_type,
+        ))
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let list = |i: usize| {
-            states
-                .get(i)
-                .and_then(|s| s.as_any().downcast_ref::<ListArray>())
-        };
-        let (Some(values), Some(counts)) = (list(0), list(1)) else {
-            return exec_err!("ATTR state is not two lists");
-        };
-        for row in 0..values.len() {
-            if values.is_null(row) || counts.is_null(row) {
-                continue;
-            }
-            let items = values.value(row);
-            let numbers = counts.value(row);
-            let Some(numbers) = numbers.as_any().downcast_ref::<Int64Array>() else {
-                return exec_err!("ATTR counts are not BIGINT");
-            };
+        for (items, numbers) in tagged_state_rows(states, "ATTR")? {
             for i in 0..items.len().min(numbers.len()) {
                 self.add(ScalarValue::try_from_array(&items, i)?, numbers.value(i));
             }

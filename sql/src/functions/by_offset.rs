@@ -10,13 +10,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, ListArray};
+use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 use datafusion::physical_expr::expressions::Literal;
+
+use super::collect::{tagged_state, tagged_state_rows};
 
 /// Arrival numbers shared by every accumulator of the process.
 static SEQUENCE: AtomicI64 = AtomicI64::new(0);
@@ -202,36 +204,14 @@ impl Accumulator for ByOffsetAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values: Vec<ScalarValue> = self.entries.iter().map(|(_, v)| v.clone()).collect();
-        let sequences: Vec<ScalarValue> = self
-            .entries
-            .iter()
-            .map(|(s, _)| ScalarValue::Int64(Some(*s)))
-            .collect();
-        Ok(vec![
-            ScalarValue::List(ScalarValue::new_list_nullable(&values, &self.data_type)),
-            ScalarValue::List(ScalarValue::new_list_nullable(&sequences, &DataType::Int64)),
-        ])
+        Ok(tagged_state(
+            self.entries.iter().map(|(s, v)| (v.clone(), *s)),
+            &self.data_type,
+        ))
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let list = |i: usize| {
-            states
-                .get(i)
-                .and_then(|s| s.as_any().downcast_ref::<ListArray>())
-        };
-        let (Some(values), Some(sequences)) = (list(0), list(1)) else {
-            return exec_err!("BY_OFFSET state is not two lists");
-        };
-        for row in 0..values.len() {
-            if values.is_null(row) || sequences.is_null(row) {
-                continue;
-            }
-            let items = values.value(row);
-            let numbers = sequences.value(row);
-            let Some(numbers) = numbers.as_any().downcast_ref::<Int64Array>() else {
-                return exec_err!("BY_OFFSET sequence state is not BIGINT");
-            };
+        for (items, numbers) in tagged_state_rows(states, "BY_OFFSET")? {
             if numbers.len() != items.len() {
                 return exec_err!("BY_OFFSET state lists differ in length");
             }

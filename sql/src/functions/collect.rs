@@ -85,6 +85,51 @@ impl AggregateUDFImpl for Collect {
     }
 }
 
+/// The state of an aggregate that keeps values each tagged with a BIGINT
+/// (a count, a sequence number): two parallel lists.
+pub(crate) fn tagged_state(
+    pairs: impl Iterator<Item = (ScalarValue, i64)>,
+    data_type: &DataType,
+) -> Vec<ScalarValue> {
+    let (values, tags): (Vec<ScalarValue>, Vec<ScalarValue>) =
+        pairs.map(|(v, t)| (v, ScalarValue::Int64(Some(t)))).unzip();
+    vec![
+        ScalarValue::List(ScalarValue::new_list_nullable(&values, data_type)),
+        ScalarValue::List(ScalarValue::new_list_nullable(&tags, &DataType::Int64)),
+    ]
+}
+
+/// The (values, tags) lists of every non-null row of states written by
+/// [`tagged_state`], for `merge_batch`.
+pub(crate) fn tagged_state_rows(
+    states: &[ArrayRef],
+    aggregate: &str,
+) -> Result<Vec<(ArrayRef, datafusion::arrow::array::Int64Array)>> {
+    let list = |i: usize| {
+        states
+            .get(i)
+            .and_then(|s| s.as_any().downcast_ref::<ListArray>())
+    };
+    let (Some(values), Some(tags)) = (list(0), list(1)) else {
+        return exec_err!("{aggregate} state is not two lists");
+    };
+    let mut rows = Vec::new();
+    for row in 0..values.len() {
+        if values.is_null(row) || tags.is_null(row) {
+            continue;
+        }
+        let numbers = tags.value(row);
+        let Some(numbers) = numbers
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        else {
+            return exec_err!("{aggregate} state tags are not BIGINT");
+        };
+        rows.push((values.value(row), numbers.clone()));
+    }
+    Ok(rows)
+}
+
 /// Value equality as ksqlDB's (Java's) collections see it: maps are equal
 /// when they hold the same entries, whatever their order.
 pub(crate) fn same(a: &ScalarValue, b: &ScalarValue) -> bool {
