@@ -85,6 +85,21 @@ impl AggregateUDFImpl for Collect {
     }
 }
 
+/// The lists of every non-null row of a single-list aggregate state, for
+/// `merge_batch`.
+pub(crate) fn list_state_rows(states: &[ArrayRef], aggregate: &str) -> Result<Vec<ArrayRef>> {
+    let Some(lists) = states
+        .first()
+        .and_then(|s| s.as_any().downcast_ref::<ListArray>())
+    else {
+        return exec_err!("{aggregate} state is not a list");
+    };
+    Ok((0..lists.len())
+        .filter(|i| lists.is_valid(*i))
+        .map(|i| lists.value(i))
+        .collect())
+}
+
 /// The state of an aggregate that keeps values each tagged with a BIGINT
 /// (a count, a sequence number): two parallel lists.
 pub(crate) fn tagged_state(
@@ -229,16 +244,8 @@ impl Accumulator for CollectAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(lists) = states
-            .first()
-            .and_then(|s| s.as_any().downcast_ref::<ListArray>())
-        else {
-            return exec_err!("COLLECT state is not a list");
-        };
-        for i in 0..lists.len() {
-            if lists.is_valid(i) {
-                self.add_all(lists.value(i).as_ref())?;
-            }
+        for items in list_state_rows(states, "COLLECT")? {
+            self.add_all(items.as_ref())?;
         }
         Ok(())
     }

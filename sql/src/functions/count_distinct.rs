@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, ListArray};
+use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{HashSet, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+
+use super::collect::list_state_rows;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CountDistinct {
@@ -106,16 +108,8 @@ impl Accumulator for CountDistinctAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(lists) = states
-            .first()
-            .and_then(|s| s.as_any().downcast_ref::<ListArray>())
-        else {
-            return exec_err!("COUNT_DISTINCT state is not a list");
-        };
-        for i in 0..lists.len() {
-            if lists.is_valid(i) {
-                self.add_all(lists.value(i).as_ref())?;
-            }
+        for items in list_state_rows(states, "COUNT_DISTINCT")? {
+            self.add_all(items.as_ref())?;
         }
         Ok(())
     }

@@ -8,13 +8,15 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, ListArray, StructArray};
+use datafusion::arrow::array::{Array, ArrayRef, StructArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 use datafusion::physical_expr::expressions::Literal;
+
+use super::collect::list_state_rows;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TopK {
@@ -192,16 +194,8 @@ impl Accumulator for TopKAccumulator {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let Some(lists) = states
-            .first()
-            .and_then(|s| s.as_any().downcast_ref::<ListArray>())
-        else {
-            return exec_err!("TOPK state is not a list");
-        };
-        for i in 0..lists.len() {
-            if lists.is_valid(i) {
-                self.offer_all(lists.value(i).as_ref())?;
-            }
+        for items in list_state_rows(states, "TOPK")? {
+            self.offer_all(items.as_ref())?;
         }
         Ok(())
     }
