@@ -22,7 +22,6 @@ use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr, visit_expressions};
 use sluice_engine::operator::JoinOperator;
 use sluice_engine::operator::Operator;
-use sluice_engine::operator::filter::Filter;
 use sluice_engine::operator::foreign_key_join::ForeignKeyJoin;
 use sluice_engine::operator::join_rows::JoinKind as EngineJoinKind;
 use sluice_engine::operator::projection::Projection;
@@ -420,34 +419,12 @@ impl PlanContext<'_> {
         let mut operators: Vec<Box<dyn Operator>> = Vec::new();
         let table_keys = (joined.kind == SourceKind::Table).then_some(joined.key_columns.len());
         if let Some(predicate) = &query.where_clause {
-            let planner = ExprPlanner {
-                scope: &scope,
-                functions: self.functions,
-                clause: "WHERE",
-                allow_aggregates: false,
-            };
-            let predicate = self.physical_expr(planner.convert(predicate)?, &scope)?;
-            operators.push(match table_keys {
-                Some(_) => Box::new(Filter::for_table_keyed_by(
-                    predicate,
-                    scope.arrow.clone(),
-                    joined.key_columns.clone(),
-                )?),
-                None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
-            });
+            let keys = table_keys.map(|_| joined.key_columns.clone());
+            operators.push(self.where_filter(predicate, &scope, keys)?);
         }
         let partition = self.join_partition(query, &scope, joined.kind)?;
         let items = expand_join_select(query, &inputs, &joined.keys, partition.as_deref())?;
-        let select_planner = ExprPlanner {
-            scope: &scope,
-            functions: self.functions,
-            clause: "SELECT",
-            allow_aggregates: true,
-        };
-        let converted: Vec<(Expr, &SqlExpr, Option<String>)> = items
-            .iter()
-            .map(|(e, alias)| Ok((select_planner.convert(e)?, e, alias.clone())))
-            .collect::<Result<_>>()?;
+        let converted = self.convert_select(&items, &scope)?;
         let first = inputs[0].source.clone();
         let is_aggregate = !query.group_by.is_empty()
             || converted

@@ -158,48 +158,13 @@ impl PlanContext<'_> {
         let partition = self.partition_by(query, &scope, &source)?;
         let items = expand_select(&query.select, &source, &scope, partition.as_ref())?;
 
-        let select_planner = ExprPlanner {
-            scope: &scope,
-            functions: self.functions,
-            clause: "SELECT",
-            allow_aggregates: true,
-        };
-        let converted: Vec<(Expr, &SqlExpr, Option<String>)> = items
-            .iter()
-            .map(|(e, alias)| Ok((select_planner.convert(e)?, e, alias.clone())))
-            .collect::<Result<_>>()?;
+        let converted = self.convert_select(&items, &scope)?;
 
         let mut operators: Vec<Box<dyn Operator>> = Vec::new();
         let table_keys = (source.kind == SourceKind::Table).then(|| source.schema.key_count());
         if let Some(predicate) = &query.where_clause {
-            let planner = ExprPlanner {
-                scope: &scope,
-                functions: self.functions,
-                clause: "WHERE",
-                allow_aggregates: false,
-            };
-            let converted = planner.convert(predicate)?;
-            if contains_table_function(&converted) {
-                return statement_err!(
-                    "Table functions cannot be used in the WHERE clause: {}",
-                    ksql_text(predicate)
-                );
-            }
-            let predicate_type = converted.get_type(&scope.df)?;
-            if !matches!(predicate_type, DataType::Boolean | DataType::Null) {
-                return statement_err!(
-                    "Type error in WHERE expression: Should evaluate to boolean but is {} ({}) instead.",
-                    ksql_text(predicate),
-                    SqlType::from_arrow(&predicate_type)
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|_| predicate_type.to_string())
-                );
-            }
-            let predicate = self.physical(converted, &scope)?;
-            operators.push(match table_keys {
-                Some(n) => Box::new(Filter::for_table(predicate, scope.arrow.clone(), n)?),
-                None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
-            });
+            let keys = table_keys.map(|n| (0..n).collect());
+            operators.push(self.where_filter(predicate, &scope, keys)?);
         }
 
         let is_aggregate =
@@ -311,6 +276,66 @@ impl PlanContext<'_> {
         let exploded = Scope::new(columns, Arc::new(Schema::new(all_fields)))?;
         operators.push(Box::new(Explode::new(physical, exploded.arrow.clone())));
         Ok((rewritten, exploded))
+    }
+
+    /// The WHERE filter over `scope`: over a stream it drops rows, over a
+    /// table (keyed by `table_keys`, positions in the batch) it retracts.
+    fn where_filter(
+        &self,
+        predicate: &SqlExpr,
+        scope: &Scope,
+        table_keys: Option<Vec<usize>>,
+    ) -> Result<Box<dyn Operator>> {
+        let planner = ExprPlanner {
+            scope,
+            functions: self.functions,
+            clause: "WHERE",
+            allow_aggregates: false,
+        };
+        let converted = planner.convert(predicate)?;
+        if contains_table_function(&converted) {
+            return statement_err!(
+                "Table functions cannot be used in the WHERE clause: {}",
+                ksql_text(predicate)
+            );
+        }
+        let predicate_type = converted.get_type(&scope.df)?;
+        if !matches!(predicate_type, DataType::Boolean | DataType::Null) {
+            return statement_err!(
+                "Type error in WHERE expression: Should evaluate to boolean but is {} ({}) instead.",
+                ksql_text(predicate),
+                SqlType::from_arrow(&predicate_type)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| predicate_type.to_string())
+            );
+        }
+        let predicate = self.physical(converted, scope)?;
+        Ok(match table_keys {
+            Some(keys) => Box::new(Filter::for_table_keyed_by(
+                predicate,
+                scope.arrow.clone(),
+                keys,
+            )?),
+            None => Box::new(Filter::for_stream(predicate, scope.arrow.clone())),
+        })
+    }
+
+    /// Converts the (expanded) select items over `scope`.
+    fn convert_select<'q>(
+        &self,
+        items: &'q [(SqlExpr, Option<String>)],
+        scope: &Scope,
+    ) -> Result<Vec<(Expr, &'q SqlExpr, Option<String>)>> {
+        let planner = ExprPlanner {
+            scope,
+            functions: self.functions,
+            clause: "SELECT",
+            allow_aggregates: true,
+        };
+        items
+            .iter()
+            .map(|(e, alias)| Ok((planner.convert(e)?, e, alias.clone())))
+            .collect()
     }
 
     /// Names the select items and decides which are key columns, for a
