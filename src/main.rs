@@ -2,6 +2,8 @@
 //! connectors together.
 
 mod conformance;
+mod demo;
+mod generate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +33,11 @@ enum Command {
         /// The script: ksqlDB statements separated by ';'.
         file: PathBuf,
     },
+    /// The demo: server, web UI, the product's queries and both event
+    /// generators, on embedded topics (or a Kafka broker).
+    Demo(demo::DemoArgs),
+    /// Generate the product's events (match game or agent orchestrator).
+    Generate(generate::GenerateArgs),
     /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
     Serve {
         /// Port to listen on (loopback only).
@@ -80,6 +87,8 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Conformance(args) => conformance::run(&args),
         Command::Run { file } => run_script(&file),
+        Command::Demo(args) => demo::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Serve {
             port,
             queries,
@@ -116,7 +125,7 @@ fn main() -> Result<()> {
             };
             {
                 let topics = backend(kafka, service_id.clone())?;
-                serve(port, &queries, config, topics, &service_id)
+                serve(port, &queries, config, topics, &service_id, |_| Ok(()))
             }
         }
     }
@@ -161,12 +170,15 @@ fn backend(
     })
 }
 
+/// Runs the server until it stops; `started` runs once the queries are
+/// loaded and the engine runs (the demo starts its generators there).
 fn serve(
     port: u16,
     queries: &std::path::Path,
     config: sluice_server::ServerConfig,
     topics: Arc<dyn sluice_engine::topic::TopicBackend>,
     service_id: &str,
+    started: impl FnOnce(&Arc<KsqlContext>) -> Result<()>,
 ) -> Result<()> {
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
     // Failed records also go to a topic, as ksqlDB's processing log does.
@@ -186,8 +198,9 @@ fn serve(
         .runtime()
         .spawn()
         .context("starting the query runtime")?;
+    started(&ctx)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API on http://{addr}");
+    eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API and web UI on http://{addr}");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(sluice_server::serve(addr, state));
     ctx.runtime().stop();

@@ -6,8 +6,12 @@
 //!   keeps no data across restarts and serves one process.
 //! - [`kafka`]: a Kafka broker through librdkafka; topics partitioned and
 //!   encoded exactly as ksqlDB's, so both can share them.
+//!
+//! And [`generator`]: seeded event generators for the product's match
+//! game and agent orchestrator, writing through any backend.
 
 pub mod embedded;
+pub mod generator;
 pub mod kafka;
 
 pub use embedded::EmbeddedTopics;

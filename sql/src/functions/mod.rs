@@ -75,6 +75,9 @@ const AGGREGATE_ALIASES: &[(&str, &str)] = &[
     ("MIN", "min"),
     ("MAX", "max"),
     ("AVG", "avg"),
+    // Not in ksqlDB: DataFusion's t-digest percentile, for latency
+    // percentiles over windows (`APPROX_PERCENTILE(latency_ms, 0.95)`).
+    ("APPROX_PERCENTILE", "approx_percentile_cont"),
 ];
 
 /// Functions under their ksqlDB names.
