@@ -19,6 +19,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod rows;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +110,8 @@ pub fn router(state: AppState) -> Router {
         .route("/projections", get(projections::list))
         .route("/projections/{name}", get(projections::rows_of))
         .route("/projections/{name}/changes", get(projections::changes))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
         .fallback(not_found)

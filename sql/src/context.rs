@@ -404,6 +404,7 @@ impl KsqlContext {
             new_planner,
             flush_interval,
             topics: Some(self.runtime.backend().as_ref()),
+            transient: false,
         }
     }
 
@@ -559,6 +560,7 @@ impl KsqlContext {
         // Push queries may leave a stream's key out of the projection, as
         // ksqlDB's newer planner allows: their result is not a source.
         plan_context.new_planner = true;
+        plan_context.transient = true;
         let planned = plan_context.plan(query, query_id)?;
         drop(catalog);
         let key_format = if planned.schema.key_count() == 0 {

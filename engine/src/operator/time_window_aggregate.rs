@@ -174,7 +174,7 @@ impl TimeWindowAggregate {
     fn drain_pending(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
         self.pending_set.clear();
         for slot in std::mem::take(&mut self.pending) {
-            // A window that expired meanwhile has nothing to say.
+            // A window that expired meanwhile was emitted as it expired.
             if let Some(state) = self.windows.get_mut(&slot) {
                 out.push(EmittedRow {
                     key: Vec::new(),
@@ -253,7 +253,12 @@ impl TimeWindowAggregate {
             }
             for group in groups {
                 if let Some(mut state) = self.windows.remove(&(group, start)) {
-                    if !expired {
+                    // An expiring window still owes the update it is
+                    // holding back (EMIT CHANGES between flushes): a batch
+                    // can span more than the retention, as a backlog does,
+                    // and dropping it would lose the window's last value.
+                    let owed = expired && self.pending_set.remove(&(group, start));
+                    if !expired || owed {
                         out.push(self.emit(&mut state, start)?);
                         self.out_groups.push(group);
                     }
@@ -488,5 +493,63 @@ mod tests {
             op.flush(&ctx).expect("flush").is_none(),
             "nothing left to flush"
         );
+    }
+
+    /// A backlog batch spanning more than the retention: the first
+    /// window expires within the batch, before the batch's flush, and must
+    /// still be emitted once with its final count.
+    #[test]
+    fn a_window_expiring_within_a_batch_is_still_emitted() {
+        let input = schema(&["K", "ROWTIME", "ROWPARTITION", "ROWOFFSET"]);
+        let output = schema(&[
+            "K",
+            "C",
+            "ROWTIME",
+            "ROWPARTITION",
+            "ROWOFFSET",
+            "WINDOWSTART",
+            "WINDOWEND",
+        ]);
+        let count = AggregateExprBuilder::new(count_udaf(), vec![lit(1i64)])
+            .schema(input.clone())
+            .alias("C")
+            .build()
+            .expect("count");
+        let timing = WindowTiming {
+            grace_ms: 0,
+            retention_ms: 1_000,
+            emit: EmitMode::Changes,
+            flush_interval: None,
+        };
+        let mut op = TimeWindowAggregate::new(
+            WindowType::Tumbling { size_ms: 1_000 },
+            timing,
+            vec![col("K", &input).expect("K")],
+            vec![Arc::new(count)],
+            &input,
+            output,
+        )
+        .expect("operator");
+        let log = ProcessingLog::default();
+        let ctx = OperatorContext {
+            query_id: "t",
+            log: &log,
+        };
+        let out = op
+            .process(batch(&input, &[1, 1, 1], &[10, 20, 5_000]), &ctx)
+            .expect("process")
+            .data;
+        let column = |i: usize| {
+            out.column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64")
+                .iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(column(5), vec![0, 5_000], "window starts");
+        assert_eq!(column(1), vec![2, 1], "counts");
+        assert_eq!(op.state_rows(), 1, "the expired window is gone");
     }
 }

@@ -86,6 +86,9 @@ pub struct PlanContext<'a> {
     pub flush_interval: Option<std::time::Duration>,
     /// Where source topics live (joins check co-partitioning).
     pub topics: Option<&'a dyn sluice_engine::topic::TopicBackend>,
+    /// A push query: its result streams to a client and is never a
+    /// source, so, unlike a persistent query, it may read a windowed table.
+    pub transient: bool,
 }
 
 /// One output column being planned.
@@ -146,7 +149,7 @@ impl PlanContext<'_> {
         if let Some(spec) = &query.window {
             validate_window(spec)?;
         }
-        if source.kind == SourceKind::Table && source.window.is_some() {
+        if source.kind == SourceKind::Table && source.window.is_some() && !self.transient {
             return statement_err!("KSQL does not support persistent queries on windowed tables.");
         }
         let mut scope = source_scope(&source, query.from.alias.as_deref())?;
