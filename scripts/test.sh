@@ -24,6 +24,18 @@ if ! cargo install --list | grep -q '^tansu '; then
 fi
 export TANSU="${TANSU:-$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")}"
 
+step "Chromium and playwright-core (the browser test of the web UI)"
+# Debian's Chromium, driven by playwright-core from npm; both stay
+# installed, so later runs skip this.
+if [ ! -x /usr/bin/chromium ]; then
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
