@@ -64,6 +64,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 rate,
                 config,
                 stop.clone(),
+                false,
             )?;
         }
         eprintln!(

@@ -87,20 +87,22 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         malformed_share: args.malformed_share,
         seed: args.seed,
     };
-    let stats = spawn(backend, &args.scenario, args.rate, config, stop)?
+    let stats = spawn(backend, &args.scenario, args.rate, config, stop, true)?
         .join()
         .map_err(|_| anyhow::anyhow!("the generator thread panicked"))??;
-    eprintln!("{}", summary(&args.scenario, &stats));
+    eprintln!("done: {}", summary(&args.scenario, &stats));
     Ok(())
 }
 
-/// Starts a generator thread writing `scenario` into `backend`.
+/// Starts a generator thread writing `scenario` into `backend`; progress
+/// goes to stderr every second when `progress`, else to the info log.
 pub fn spawn(
     backend: Arc<dyn TopicBackend>,
     scenario: &str,
     rate: f64,
     config: GeneratorConfig,
     stop: Arc<AtomicBool>,
+    progress: bool,
 ) -> Result<JoinHandle<Result<GeneratorStats>>> {
     let start = generator::now_ms() - config.backfill.as_millis() as i64;
     let Some(mut simulation) = generator::scenario(scenario, rate, config.seed, start) else {
@@ -113,7 +115,13 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("generate-{name}"))
         .spawn(move || {
-            let mut report = |stats: &GeneratorStats| tracing::info!("{}", summary(&name, stats));
+            let mut report = |stats: &GeneratorStats| {
+                if progress {
+                    eprintln!("{}", summary(&name, stats));
+                } else {
+                    tracing::info!("{}", summary(&name, stats));
+                }
+            };
             generator::run_generator(
                 backend.as_ref(),
                 simulation.as_mut(),
