@@ -1,6 +1,7 @@
 //! The `sluice` command: wires the engine, the SQL layer and the
 //! connectors together.
 
+mod bench;
 mod conformance;
 mod demo;
 mod generate;
@@ -36,6 +37,8 @@ enum Command {
     /// The demo: server, web UI, the product's queries and both event
     /// generators, on embedded topics (or a Kafka broker).
     Demo(demo::DemoArgs),
+    /// Benchmark whole queries against the raw limit of their input.
+    Bench(bench::BenchArgs),
     /// Generate the product's events (match game or agent orchestrator).
     Generate(generate::GenerateArgs),
     /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
@@ -88,6 +91,7 @@ fn main() -> Result<()> {
         Command::Conformance(args) => conformance::run(&args),
         Command::Run { file } => run_script(&file),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Serve {
             port,
