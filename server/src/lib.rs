@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod entities;
 pub mod error;
+pub mod index;
 pub mod inserts;
 pub mod materialized;
 pub mod projections;

@@ -183,7 +183,7 @@ pub async fn execute(
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let session = SessionContext::new_with_config(config);
     for s in &snapshots {
-        let table = MemTable::try_new(s.schema.clone(), vec![s.batches.clone()])
+        let table = MemTable::try_new(s.schema.clone(), vec![s.batches()?])
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         session
             .register_table(
