@@ -14,6 +14,7 @@ pub mod entities;
 pub mod error;
 pub mod index;
 pub mod inserts;
+pub mod lookup;
 pub mod materialized;
 pub mod projections;
 pub mod pull;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub push: Arc<PushQueries>,
     /// Numbers pull queries' ids.
     pub pull_counter: Arc<AtomicU64>,
+    /// Compiled key lookups of pull queries.
+    pub lookups: Arc<lookup::LookupCache>,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             materializer,
             push,
             pull_counter: Arc::new(AtomicU64::new(1)),
+            lookups: Arc::new(lookup::LookupCache::new()),
         }
     }
 }

@@ -36,6 +36,7 @@ use sluice_sql::catalog::DataSource;
 use sluice_sql::parser::{KsqlDialect, SourceKind};
 
 use crate::error::ServerError;
+use crate::lookup::{self, LookupCache};
 use crate::materialized::{Materializer, Snapshot};
 use crate::rows;
 
@@ -140,10 +141,12 @@ fn statement(sql: &str, message: String) -> ServerError {
     }
 }
 
-/// Runs a pull query over the current projections.
+/// Runs a pull query over the current projections; key lookups of a
+/// table take the fast path of [`crate::lookup`] when `lookups` is given.
 pub async fn execute(
     ctx: &KsqlContext,
     materializer: &Materializer,
+    lookups: Option<&LookupCache>,
     sql: &str,
 ) -> Result<PullResult, ServerError> {
     let mut query = parse(sql)?;
@@ -173,6 +176,11 @@ pub async fn execute(
                 s.source.name
             )));
         }
+    }
+    if let (Some(cache), [source], [snapshot]) = (lookups, sources.as_slice(), snapshots.as_slice())
+        && let Some(answer) = lookup::try_lookup(ctx, cache, &query, source, snapshot).await
+    {
+        return Ok(answer);
     }
     let keys = rewrite(&mut query, &sources);
     type_int_literals(&mut query);
@@ -281,7 +289,7 @@ fn quoted(name: &str) -> Ident {
 
 /// Applies ksqlDB's naming to the outer SELECT; returns which output
 /// columns are key columns of the (single, table) source.
-fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<bool> {
+pub(crate) fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<bool> {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return vec![];
     };
@@ -406,7 +414,7 @@ fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<bool> {
 /// ksqlDB types an integer literal that fits 32 bits as `INT` (`score * 2`
 /// stays `INTEGER`); DataFusion would make it `BIGINT`. Only the SELECT
 /// body is rewritten: `LIMIT` and `ORDER BY 1` keep their literals.
-fn type_int_literals(query: &mut Query) {
+pub(crate) fn type_int_literals(query: &mut Query) {
     use datafusion::sql::sqlparser::ast::{CastKind, DataType, Value};
     let _ = visit_expressions_mut(query.body.as_mut(), |e: &mut Expr| {
         if let Expr::Value(v) = e
@@ -428,7 +436,7 @@ fn type_int_literals(query: &mut Query) {
 /// ksqlDB's `CAST(x AS <ksqlDB type>)` parses to a custom type name;
 /// DataFusion needs the SQL type. Nested types have no SQL spelling
 /// DataFusion reads and stay as they are (DataFusion then rejects them).
-fn sql_cast_types(query: &mut Query) {
+pub(crate) fn sql_cast_types(query: &mut Query) {
     use datafusion::sql::sqlparser::ast::{DataType, ExactNumberInfo, TimezoneInfo};
     let _ = visit_expressions_mut(query, |e: &mut Expr| {
         if let Expr::Cast { data_type, .. } = e
@@ -461,7 +469,7 @@ fn sql_cast_types(query: &mut Query) {
 
 /// Points calls of ksqlDB functions at their implementations, registered
 /// in `session` under their own names.
-fn register_functions(ctx: &KsqlContext, session: &SessionContext, query: &mut Query) {
+pub(crate) fn register_functions(ctx: &KsqlContext, session: &SessionContext, query: &mut Query) {
     let registry = ctx.functions();
     let _ = visit_expressions_mut(query, |e: &mut Expr| {
         if let Expr::Function(f) = e

@@ -92,7 +92,9 @@ pub async fn query(State(state): State<AppState>, body: Bytes) -> Response {
         let sql = request.ksql.trim().to_string();
         match classify(&sql)? {
             QueryKind::Pull => {
-                let result = pull::execute(&state.ctx, &state.materializer, &sql).await?;
+                let result =
+                    pull::execute(&state.ctx, &state.materializer, Some(&state.lookups), &sql)
+                        .await?;
                 Ok(pull_query_response(&pull_query_id(&state), &result))
             }
             QueryKind::Push(q) => {
@@ -161,7 +163,9 @@ pub async fn query_stream(
         let sql = request.sql.trim().to_string();
         match classify(&sql)? {
             QueryKind::Pull => {
-                let result = pull::execute(&state.ctx, &state.materializer, &sql).await?;
+                let result =
+                    pull::execute(&state.ctx, &state.materializer, Some(&state.lookups), &sql)
+                        .await?;
                 let id = pull_query_id(&state);
                 let mut parts = vec![stream_header(&id, &result.columns).to_string()];
                 parts.extend(result.rows.iter().cloned());
