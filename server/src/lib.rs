@@ -21,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod rows;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/projections/{name}/changes", get(projections::changes))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
+        .route("/ws/query", get(ws::ws_query))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -244,6 +246,8 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     ServerError::NotFound(uri.path().to_string()).into_response()
 }
 
+#[cfg(test)]
+mod net_tests;
 #[cfg(test)]
 mod query_tests;
 #[cfg(test)]
