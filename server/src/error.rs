@@ -15,6 +15,9 @@ pub enum ServerError {
     Statement { statement: String, message: String },
     #[error("Path not found: {0}")]
     NotFound(String),
+    /// Something a request names does not exist (a command id...).
+    #[error("{0}")]
+    Missing(String),
     /// A limit on concurrent work was reached; the client may retry.
     #[error("{0}")]
     TooManyRequests(String),
@@ -32,7 +35,7 @@ impl ServerError {
         match self {
             ServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, 40000),
             ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
-            ServerError::NotFound(_) => (StatusCode::NOT_FOUND, 40400),
+            ServerError::NotFound(_) | ServerError::Missing(_) => (StatusCode::NOT_FOUND, 40400),
             ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
             ServerError::Internal(_) | ServerError::Bind(_) | ServerError::Serve(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, 50000)

@@ -21,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod rows;
+pub mod status;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub pull_counter: Arc<AtomicU64>,
     /// Compiled key lookups of pull queries.
     pub lookups: Arc<lookup::LookupCache>,
+    /// Statuses of the commands `/ksql` ran.
+    pub commands: Arc<status::CommandLog>,
 }
 
 impl AppState {
@@ -99,6 +102,7 @@ impl AppState {
             push,
             pull_counter: Arc::new(AtomicU64::new(1)),
             lookups: Arc::new(lookup::LookupCache::new()),
+            commands: Arc::new(status::CommandLog::new()),
         }
     }
 }
@@ -118,6 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
         .route("/ws/query", get(ws::ws_query))
+        .route("/status", get(status::all_statuses))
+        .route("/status/{type}/{entity}/{action}", get(status::status))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -165,6 +171,7 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
         }
     };
     let ctx = state.ctx.clone();
+    let commands = state.commands.clone();
     // Statements take the catalog lock and may create topics: keep them off
     // the async workers.
     let outcome = tokio::task::spawn_blocking(move || {
@@ -189,7 +196,14 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
                 for (i, statement) in statements.iter().enumerate() {
                     match ctx.execute_statement(statement) {
                         Ok(result) => {
-                            out.push(entities::render(&statement.text, &result, i as u64))
+                            let mut entity = entities::render(&statement.text, &result, i as u64);
+                            if let Some(id) = status::command_id(&statement.statement) {
+                                commands.record(&id, &result);
+                                if let Some(fields) = entity.as_object_mut() {
+                                    fields.insert("commandId".into(), Value::String(id));
+                                }
+                            }
+                            out.push(entity)
                         }
                         Err(e) => {
                             return Err(ServerError::Statement {
