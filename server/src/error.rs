@@ -23,6 +23,9 @@ pub enum ServerError {
     TooManyRequests(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
     #[error("server failed: {0}")]
@@ -37,9 +40,10 @@ impl ServerError {
             ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
             ServerError::NotFound(_) | ServerError::Missing(_) => (StatusCode::NOT_FOUND, 40400),
             ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
-            ServerError::Internal(_) | ServerError::Bind(_) | ServerError::Serve(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, 50000)
-            }
+            ServerError::Internal(_)
+            | ServerError::Tls(_)
+            | ServerError::Bind(_)
+            | ServerError::Serve(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50000),
         }
     }
 

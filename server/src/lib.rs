@@ -22,6 +22,7 @@ pub mod push;
 pub mod query;
 pub mod rows;
 pub mod status;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ use sluice_sql::KsqlContext;
 pub use error::ServerError;
 use materialized::Materializer;
 use push::{PushLimits, PushQueries};
+/// The TLS library of [`serve_tls`], for callers that hold its configuration.
+pub use rustls;
 
 /// ksqlDB's versioned media type; clients send and accept it.
 pub const KSQL_MEDIA_TYPE: &str = "application/vnd.ksql.v1+json";
@@ -145,6 +148,23 @@ pub async fn serve(addr: SocketAddr, state: AppState) -> Result<(), ServerError>
     axum::serve(listener, router(state))
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Serves the API over TLS with `tls` (see [`tls::load`]) until the
+/// process ends.
+pub async fn serve_tls(
+    addr: SocketAddr,
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(ServerError::Bind)?;
+    tracing::info!(
+        "listening on https://{}",
+        listener.local_addr().map_err(ServerError::Bind)?
+    );
+    tls::serve_tls(listener, tls, router(state)).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -299,3 +299,124 @@ async fn read_to_close(stream: &tokio::net::TcpStream) -> Vec<u8> {
         }
     }
 }
+
+/// A self-signed certificate for `localhost`, written to PEM files.
+struct TestCertificate {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    der: rustls::pki_types::CertificateDer<'static>,
+}
+
+impl TestCertificate {
+    fn new(name: &str) -> Self {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let dir = std::env::temp_dir().join(format!("sluice-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+        std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
+        TestCertificate {
+            cert,
+            key,
+            der: generated.cert.der().clone(),
+        }
+    }
+}
+
+impl Drop for TestCertificate {
+    fn drop(&mut self) {
+        if let Some(dir) = self.cert.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A TLS client that trusts `roots` only.
+fn connector(roots: &[rustls::pki_types::CertificateDer<'static>]) -> tokio_rustls::TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).expect("trust root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// `GET path` over TLS with a client that trusts `roots`.
+async fn tls_get(
+    addr: SocketAddr,
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    path: &str,
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio::time::timeout(WAIT, connector(roots).connect(name, tcp))
+        .await
+        .expect("handshake in time")?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut out))
+        .await
+        .expect("response in time")?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_clients_that_trust_the_certificate_only() {
+    let certificate = TestCertificate::new("serve");
+    let config = crate::tls::load(&certificate.cert, &certificate.key).expect("tls config");
+    let backend: Arc<dyn TopicBackend> = Arc::new(sluice_connectors::EmbeddedTopics::new());
+    let runtime = Arc::new(Runtime::new(
+        backend,
+        Arc::new(ProcessingLog::default()),
+        16,
+    ));
+    let state = AppState::new(
+        Arc::new(KsqlContext::new(runtime)),
+        "test",
+        ServerConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(crate::tls::serve_tls(listener, config, router(state)));
+
+    // A client that connects and says nothing holds up no one.
+    let _silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let answer = tls_get(addr, std::slice::from_ref(&certificate.der), "/info")
+        .await
+        .expect("https request");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("KsqlServerInfo"), "{answer}");
+    // A client that does not trust the certificate cannot connect.
+    let other = TestCertificate::new("other");
+    let refused = tls_get(addr, std::slice::from_ref(&other.der), "/info").await;
+    assert!(refused.is_err(), "{refused:?}");
+    // Nor does plain HTTP get an answer.
+    let plain = plain_get(addr, "/info").await;
+    assert!(!plain.contains("KsqlServerInfo"), "{plain}");
+}
+
+#[test]
+fn tls_configuration_errors_name_the_file() {
+    let certificate = TestCertificate::new("errors");
+    let missing = std::path::Path::new("/nonexistent/cert.pem");
+    let e = crate::tls::load(missing, &certificate.key).expect_err("missing certificate");
+    assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
+    // A key that is not the certificate's.
+    let other = TestCertificate::new("errors-other");
+    let e = crate::tls::load(&certificate.cert, &other.key).expect_err("mismatched key");
+    assert!(e.to_string().contains("do not fit"), "{e}");
+    // A certificate file without a certificate.
+    let e = crate::tls::load(&certificate.key, &certificate.key).expect_err("no certificate");
+    assert!(e.to_string().contains("no certificate"), "{e}");
+}
