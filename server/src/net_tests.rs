@@ -420,3 +420,131 @@ fn tls_configuration_errors_name_the_file() {
     let e = crate::tls::load(&certificate.key, &certificate.key).expect_err("no certificate");
     assert!(e.to_string().contains("no certificate"), "{e}");
 }
+
+/// POSTs `body` over a fresh connection; the whole response as text.
+async fn post(addr: SocketAddr, path: &str, body: &str) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    write_all(&stream, request.as_bytes()).await;
+    String::from_utf8_lossy(&read_to_close(&stream).await).into_owned()
+}
+
+/// Rows waiting in the buffer of the one push query running.
+fn waiting(server: &Server) -> Option<usize> {
+    server.state.push.backlog().first().map(|b| b.waiting)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_push_client_does_not_delay_pull_queries() {
+    const BUFFER: usize = 8;
+    let config = ServerConfig {
+        push: crate::push::PushLimits {
+            max_queries: 10,
+            buffer_rows: BUFFER,
+        },
+        ..ServerConfig::default()
+    };
+    let setup = format!(
+        "{USERS}
+         CREATE STREAM big (k STRING KEY, payload STRING)
+           WITH (kafka_topic='big', value_format='JSON', partitions=1);"
+    );
+    let server = Server::start(config, &setup).await;
+    // A client that asks for a push query and then reads nothing, with a
+    // small receive window so that it stalls soon.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let stalled = socket.connect(server.addr).await.expect("connect");
+    let body = json!({"sql": "SELECT * FROM big EMIT CHANGES;"}).to_string();
+    let request = format!(
+        "POST /query-stream HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    write_all(&stalled, request.as_bytes()).await;
+    server
+        .until("the push query runs", |s| s.push.running() == 1)
+        .await;
+
+    // Rows of 64 KiB until the socket buffers and then the query's own
+    // buffer are full.
+    let payload = "x".repeat(64 * 1024);
+    let backend = server.state.ctx.backend().clone();
+    let mut full = false;
+    for i in 0..2_000 {
+        let record = sluice_engine::topic::Record {
+            key: None,
+            value: Some(bytes::Bytes::from(json!({"PAYLOAD": payload}).to_string())),
+            timestamp: i,
+            headers: vec![],
+        };
+        backend
+            .produce(
+                "big",
+                vec![(sluice_engine::topic::Partitioning::Explicit(0), record)],
+            )
+            .expect("produce");
+        let rows = i as u64 + 1;
+        server
+            .until("the row is handed to the client's buffer", move |s| {
+                s.push
+                    .backlog()
+                    .first()
+                    .is_some_and(|b| b.delivered == rows)
+            })
+            .await;
+        if waiting(&server) == Some(BUFFER) {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the push query's buffer never filled");
+
+    // Pull queries over other connections are answered meanwhile.
+    let answer = post(
+        server.addr,
+        "/query-stream",
+        &json!({"sql": "SELECT name FROM users WHERE id = 2;"}).to_string(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("[\"bob\"]"), "{answer}");
+    let answer = post(
+        server.addr,
+        "/query",
+        &json!({"ksql": "SELECT COUNT(*) FROM users;"}).to_string(),
+    )
+    .await;
+    assert!(answer.contains("[2]"), "{answer}");
+    // The stalled query still holds its full buffer: nothing was dropped
+    // to make room for the pull queries.
+    assert_eq!(waiting(&server), Some(BUFFER));
+
+    // One row more and the stalled client is cut off; the engine goes on.
+    let record = sluice_engine::topic::Record {
+        key: None,
+        value: Some(bytes::Bytes::from(json!({"PAYLOAD": "last"}).to_string())),
+        timestamp: 0,
+        headers: vec![],
+    };
+    backend
+        .produce(
+            "big",
+            vec![(sluice_engine::topic::Partitioning::Explicit(0), record)],
+        )
+        .expect("produce");
+    server
+        .until("the stalled query is stopped", |s| s.push.running() == 0)
+        .await;
+    server.execute("INSERT INTO users (id, name, tags) VALUES (3, 'cy', ARRAY['d']);");
+    server
+        .until("the engine goes on", |s| {
+            s.materializer.snapshots(&["USERS".into()])[0]
+                .as_ref()
+                .is_some_and(|u| u.num_rows() == 3)
+        })
+        .await;
+    drop(stalled);
+}
