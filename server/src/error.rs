@@ -15,6 +15,9 @@ pub enum ServerError {
     Statement { statement: String, message: String },
     #[error("Path not found: {0}")]
     NotFound(String),
+    /// The path exists but not with this method.
+    #[error("Method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     /// Something a request names does not exist (a command id...).
     #[error("{0}")]
     Missing(String),
@@ -39,6 +42,7 @@ impl ServerError {
             ServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, 40000),
             ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
             ServerError::NotFound(_) | ServerError::Missing(_) => (StatusCode::NOT_FOUND, 40400),
+            ServerError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, 40500),
             ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
             ServerError::Internal(_)
             | ServerError::Tls(_)

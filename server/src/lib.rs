@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status::all_statuses))
         .route("/status/{type}/{entity}/{action}", get(status::status))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -278,6 +279,14 @@ async fn healthcheck(State(state): State<AppState>) -> Response {
 
 async fn not_found(uri: axum::http::Uri) -> Response {
     ServerError::NotFound(uri.path().to_string()).into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ServerError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response()
 }
 
 #[cfg(test)]

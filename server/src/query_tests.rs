@@ -714,3 +714,28 @@ async fn auth_when_configured_guards_everything_but_healthcheck() {
     let (status, _) = get(&self::state(ServerConfig::default()), "/info").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn query_stream_and_projection_errors() {
+    let state = state(ServerConfig::default());
+    users(&state);
+    for (body, code) in [
+        (json!({"sql": "SELECT * FROM nope;"}), 40001),
+        (json!({"sql": "SELEKT 1;"}), 40001),
+        (
+            json!({"sql": "SELECT nope FROM users EMIT CHANGES;"}),
+            40001,
+        ),
+        (json!({"ksql": "SELECT * FROM users;"}), 40000),
+    ] {
+        let (status, answer) = call(&state, "/query-stream", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).expect("json error");
+        assert_eq!(answer["error_code"], code, "{body}: {answer}");
+    }
+    let (status, body) = get(&state, "/projections/nope/changes").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error_code"], 40400);
+    let (status, body) = call(&state, "/close-query", json!({"id": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

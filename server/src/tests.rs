@@ -138,3 +138,30 @@ async fn command_statuses_by_id_and_in_full() {
     let (status, _) = call(app.clone(), "GET", "/status/stream/U/drop", "").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn wrong_methods_answer_405_in_ksql_shape() {
+    for (method, path) in [
+        ("POST", "/info"),
+        ("POST", "/healthcheck"),
+        ("POST", "/status"),
+        ("DELETE", "/projections"),
+        ("GET", "/ksql"),
+        ("GET", "/query-stream"),
+        ("POST", "/ws/query"),
+    ] {
+        let (status, body) = call(app(), method, path, "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(body["error_code"], 40500, "{method} {path}: {body}");
+        assert_eq!(body["@type"], "generic_error");
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_reports_every_subsystem() {
+    let (status, body) = call(app(), "GET", "/healthcheck", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["isHealthy"], true);
+    assert_eq!(body["details"]["queries"]["failed"], 0);
+    assert_eq!(body["details"]["metastore"]["isHealthy"], true);
+}
