@@ -49,7 +49,7 @@ fn load(ctx: &KsqlContext, topics: &EmbeddedTopics, rows: usize) -> f64 {
     for chunk in (0..rows as i64).collect::<Vec<_>>().chunks(65_536) {
         let keys: ArrayRef = Arc::new(Int64Array::from(chunk.to_vec()));
         for (row, id) in chunk.iter().enumerate() {
-            let key = codec.encode_key(&[keys.clone()], row).expect("key");
+            let key = codec.encode_key(std::slice::from_ref(&keys), row).expect("key");
             let value = format!(
                 r#"{{"NAME":"user-{id}","REGION":"{}","SCORE":{}}}"#,
                 regions[(*id as usize) % 4],
