@@ -49,7 +49,9 @@ fn load(ctx: &KsqlContext, topics: &EmbeddedTopics, rows: usize) -> f64 {
     for chunk in (0..rows as i64).collect::<Vec<_>>().chunks(65_536) {
         let keys: ArrayRef = Arc::new(Int64Array::from(chunk.to_vec()));
         for (row, id) in chunk.iter().enumerate() {
-            let key = codec.encode_key(std::slice::from_ref(&keys), row).expect("key");
+            let key = codec
+                .encode_key(std::slice::from_ref(&keys), row)
+                .expect("key");
             let value = format!(
                 r#"{{"NAME":"user-{id}","REGION":"{}","SCORE":{}}}"#,
                 regions[(*id as usize) % 4],
@@ -70,6 +72,45 @@ fn load(ctx: &KsqlContext, topics: &EmbeddedTopics, rows: usize) -> f64 {
     let started = Instant::now();
     ctx.runtime().run_until_idle();
     started.elapsed().as_secs_f64()
+}
+
+/// Seconds to read and publish `updates` changed rows of the loaded table,
+/// averaged over a few passes: what a pass costs once the table is big.
+fn update_pass(ctx: &KsqlContext, topics: &EmbeddedTopics, rows: usize, updates: usize) -> f64 {
+    let source = ctx.source("USERS").expect("users");
+    let codec = source.codec();
+    let passes = 5;
+    let mut total = 0.0;
+    for pass in 0..passes {
+        let ids: Vec<i64> = (0..updates)
+            .map(|i| ((i * 7919 + pass * 104_729) % rows) as i64)
+            .collect();
+        let keys: ArrayRef = Arc::new(Int64Array::from(ids.clone()));
+        let records = ids
+            .iter()
+            .enumerate()
+            .map(|(row, id)| {
+                let key = codec
+                    .encode_key(std::slice::from_ref(&keys), row)
+                    .expect("key");
+                let value = format!(r#"{{"NAME":"user-{id}","REGION":"moved","SCORE":{pass}}}"#);
+                (
+                    Partitioning::ByKey,
+                    Record {
+                        key: key.map(bytes::Bytes::from),
+                        value: Some(bytes::Bytes::from(value)),
+                        timestamp: 2_000_000 + *id,
+                        headers: vec![],
+                    },
+                )
+            })
+            .collect();
+        topics.produce("users", records).expect("produce");
+        let started = Instant::now();
+        ctx.runtime().run_until_idle();
+        total += started.elapsed().as_secs_f64();
+    }
+    total / passes as f64
 }
 
 /// A keep-alive HTTP/1.1 connection that sends one request at a time.
@@ -277,6 +318,11 @@ fn main() {
     let found = materialized[0].as_ref().map_or(0, |s| s.num_rows());
     assert_eq!(found, rows, "rows materialized");
     println!("  table load and index:  {load_seconds:.2} s");
+    let pass = update_pass(&ctx, &topics, rows, 4096);
+    println!(
+        "  a pass of 4096 updates: {:.1} ms (decode, index, publish)",
+        pass * 1000.0
+    );
     let engine = ctx.runtime().spawn().expect("engine runtime");
 
     let server = tokio::runtime::Builder::new_multi_thread()
