@@ -371,19 +371,14 @@ impl IndexSnapshot {
         self.runs.iter().rev().map(Arc::as_ref).collect()
     }
 
-    /// The live rows of the keys in `ranges` of `runs`, in key order.
-    fn collect(
-        &self,
-        runs: &[&Run],
-        ranges: Vec<Range<usize>>,
-    ) -> Result<RecordBatch, ServerError> {
-        let mut picks = Vec::new();
+    /// Adds the live rows of the keys in `ranges` of `runs` to `picks`,
+    /// in key order.
+    fn pick(runs: &[&Run], ranges: Vec<Range<usize>>, picks: &mut Vec<(usize, usize)>) {
         merge(runs, ranges, |r, e| {
             if let Some(row) = runs[r].slots[e] {
                 picks.push((r, row as usize));
             }
         });
-        gather(&self.schema, runs, &picks)
     }
 
     /// Every live row, in key order.
@@ -395,21 +390,28 @@ impl IndexSnapshot {
         }
         let runs = self.newest_first();
         let ranges = runs.iter().map(|r| 0..r.len()).collect();
-        self.collect(&runs, ranges)
+        let mut picks = Vec::new();
+        Self::pick(&runs, ranges, &mut picks);
+        gather(&self.schema, &runs, &picks)
     }
 
-    /// The rows of one key (every window of it, for windowed tables), in
-    /// key order. `key` holds one value per key column, each an array of
-    /// one row of the column's type.
-    pub fn lookup(&self, key: &[ArrayRef]) -> Result<RecordBatch, ServerError> {
-        let encoded = self.prefix.encode(key)?;
-        if encoded.num_rows() != 1 {
-            return Err(internal("a key lookup takes one key"));
-        }
-        let prefix = encoded.row(0).data();
+    /// The rows of some keys (every window of each, for windowed tables),
+    /// in key order, each key once. `keys` holds one array per key column,
+    /// row `i` of each being the `i`th key.
+    pub fn lookup(&self, keys: &[ArrayRef]) -> Result<RecordBatch, ServerError> {
+        let encoded = self.prefix.encode(keys)?;
+        let mut prefixes: Vec<&[u8]> = (0..encoded.num_rows())
+            .map(|i| encoded.row(i).data())
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
         let runs = self.newest_first();
-        let ranges = runs.iter().map(|r| r.prefix_range(prefix)).collect();
-        self.collect(&runs, ranges)
+        let mut picks = Vec::new();
+        for prefix in prefixes {
+            let ranges = runs.iter().map(|r| r.prefix_range(prefix)).collect();
+            Self::pick(&runs, ranges, &mut picks);
+        }
+        gather(&self.schema, &runs, &picks)
     }
 }
 
@@ -550,5 +552,14 @@ mod tests {
             .expect("ws");
         assert_eq!(ws.values().to_vec(), vec![10, 20]);
         assert_eq!(index.snapshot().len(), 4);
+        // Several keys at once: in key order, each once.
+        let keys: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["b", "a", "zz", "b"]))];
+        let found = index.snapshot().lookup(&keys).expect("lookup");
+        let k = found
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("k");
+        assert_eq!(k.iter().flatten().collect::<Vec<_>>(), vec!["a", "a", "b"]);
     }
 }

@@ -3,9 +3,9 @@
 //! the whole snapshot.
 //!
 //! A query is a lookup when it reads one table and its `WHERE` is a
-//! conjunction that binds every key column to a literal
-//! (`SELECT ... FROM t WHERE id = 42 AND score > 3`, windowed tables with
-//! any bounds on `WINDOWSTART`/`WINDOWEND`). The rest of the query, with
+//! conjunction that binds every key column to a literal or a list of them
+//! (`SELECT ... FROM t WHERE id = 42 AND score > 3`, `id IN (1, 2)`,
+//! windowed tables with any bounds on `WINDOWSTART`/`WINDOWEND`). The rest of the query, with
 //! the key conjuncts taken out, is planned by DataFusion once per distinct
 //! text and kept in a [`LookupCache`] as physical expressions; a lookup
 //! then evaluates them over the few rows of its key. Because the key
@@ -18,8 +18,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{concat, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::common::tree_node::TreeNode;
@@ -103,11 +103,15 @@ enum CacheLookup {
     Missing,
 }
 
+/// Keys one lookup may ask for (`IN` lists multiply); more take the
+/// general path.
+const MAX_KEYS: usize = 1024;
+
 /// A lookup query taken apart.
 struct Shape {
-    /// One value per key column, as a one-row array of its type; `None`
-    /// when a literal cannot equal any key of that type (no rows).
-    key: Option<Vec<ArrayRef>>,
+    /// The keys asked for: one array per key column, row `i` of each the
+    /// `i`th key (none when no literal can equal a key of its type).
+    keys: Vec<ArrayRef>,
     /// The query without its key conjuncts.
     rest: Box<Query>,
 }
@@ -144,10 +148,7 @@ pub async fn try_lookup(
             plan?
         }
     };
-    let rows = match &shape.key {
-        Some(key) => index.lookup(key).ok()?,
-        None => RecordBatch::new_empty(snapshot.schema.clone()),
-    };
+    let rows = index.lookup(&shape.keys).ok()?;
     let rows = evaluate(&plan, &rows).ok()?;
     cache.answered.fetch_add(1, Ordering::Relaxed);
     Some(PullResult {
@@ -321,7 +322,8 @@ fn shape(query: &Query, source: &DataSource, schema: &SchemaRef) -> Option<Shape
     if key_names.is_empty() {
         return None;
     }
-    let mut bound: Vec<Option<Option<ArrayRef>>> = vec![None; key_names.len()];
+    // Per key column, the values it may take.
+    let mut bound: Vec<Option<Vec<ArrayRef>>> = vec![None; key_names.len()];
     let mut rest = Vec::new();
     for part in parts {
         let mut peeled = &part;
@@ -340,24 +342,28 @@ fn shape(query: &Query, source: &DataSource, schema: &SchemaRef) -> Option<Shape
                     _ => None,
                 };
                 pair.and_then(|(c, literal)| {
-                    let k = key_names.iter().position(|n| *n == c)?;
-                    if bound[k].is_some() {
-                        return None;
-                    }
-                    // Key columns come first in the snapshot's schema.
-                    let value = key_value(literal, schema.field(k).data_type())?;
-                    bound[k] = Some(value);
-                    Some(())
+                    bind(
+                        &mut bound,
+                        &key_names,
+                        schema,
+                        c,
+                        std::slice::from_ref(literal),
+                    )
                 })
             }
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } => column(expr, &qualifiers)
+                .and_then(|c| bind(&mut bound, &key_names, schema, c, list)),
             _ => None,
         };
         if taken.is_none() {
             rest.push(part);
         }
     }
-    let key: Vec<Option<ArrayRef>> = bound.into_iter().collect::<Option<_>>()?;
-    let key: Option<Vec<ArrayRef>> = key.into_iter().collect();
+    let keys = combine(bound.into_iter().collect::<Option<_>>()?, schema)?;
     let mut query = Box::new(query.clone());
     if let SetExpr::Select(select) = query.body.as_mut() {
         select.selection = rest.into_iter().reduce(|l, r| Expr::BinaryOp {
@@ -366,7 +372,66 @@ fn shape(query: &Query, source: &DataSource, schema: &SchemaRef) -> Option<Shape
             right: Box::new(r),
         });
     }
-    Some(Shape { key, rest: query })
+    Some(Shape { keys, rest: query })
+}
+
+/// Binds key column `column` to `literals` (an `=` or an `IN` list);
+/// `None` when it is not a key column, is bound already or a literal is
+/// not one the fast path judges.
+fn bind(
+    bound: &mut [Option<Vec<ArrayRef>>],
+    key_names: &[&str],
+    schema: &SchemaRef,
+    column: &str,
+    literals: &[Expr],
+) -> Option<()> {
+    let k = key_names.iter().position(|n| *n == column)?;
+    if bound[k].is_some() {
+        return None;
+    }
+    // Key columns come first in the snapshot's schema.
+    let ty = schema.field(k).data_type();
+    let mut values = Vec::with_capacity(literals.len());
+    for literal in literals {
+        // A literal no key of this type can equal selects nothing.
+        if let Some(value) = key_value(literal, ty)? {
+            values.push(value);
+        }
+    }
+    bound[k] = Some(values);
+    Some(())
+}
+
+/// Every combination of the key columns' values, as one array per column.
+fn combine(bound: Vec<Vec<ArrayRef>>, schema: &SchemaRef) -> Option<Vec<ArrayRef>> {
+    let mut combinations: Vec<Vec<ArrayRef>> = vec![Vec::new()];
+    for values in &bound {
+        combinations = combinations
+            .iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push(v.clone());
+                    c
+                })
+            })
+            .collect();
+        if combinations.len() > MAX_KEYS {
+            return None;
+        }
+    }
+    (0..bound.len())
+        .map(|k| {
+            let column: Vec<&dyn Array> = combinations.iter().map(|c| c[k].as_ref()).collect();
+            if column.is_empty() {
+                Some(datafusion::arrow::array::new_empty_array(
+                    schema.field(k).data_type(),
+                ))
+            } else {
+                concat(&column).ok()
+            }
+        })
+        .collect()
 }
 
 /// Plans `rest` over `source` with DataFusion and keeps its expressions,

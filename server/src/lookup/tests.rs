@@ -108,6 +108,15 @@ async fn key_lookups_answer_as_the_general_path() {
         ),
         ("SELECT * FROM users WHERE id = 1 AND id = 2;", true),
         ("SELECT 'x' FROM users WHERE id = 1;", true),
+        ("SELECT * FROM users WHERE id IN (3, 1, 99, 3);", true),
+        (
+            "SELECT name FROM users WHERE id IN (2, -4) AND score > 30;",
+            true,
+        ),
+        ("SELECT * FROM users WHERE id IN (50000000000000);", true),
+        ("SELECT * FROM users WHERE id NOT IN (1, 2);", false),
+        ("SELECT * FROM users WHERE id IN (1, NULL);", false),
+        ("SELECT * FROM users WHERE id IN (1, '2');", false),
         // Not lookups: the general path answers.
         ("SELECT * FROM users WHERE id = 1 OR id = 2;", false),
         ("SELECT * FROM users WHERE id > 1;", false),
@@ -168,6 +177,10 @@ async fn string_and_windowed_keys() {
          INSERT INTO t (k, v) VALUES ('a', 1);
          INSERT INTO t (k, v) VALUES ('ab', 2);
          INSERT INTO t (k, v) VALUES ('', 3);
+         CREATE TABLE n (k INT PRIMARY KEY, v INT)
+           WITH (kafka_topic='n', value_format='JSON', partitions=1);
+         INSERT INTO n (k, v) VALUES (705032704, 1);
+         INSERT INTO n (k, v) VALUES (-2147483648, 2);
          CREATE STREAM clicks (user STRING KEY, page STRING)
            WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
          CREATE TABLE per_minute AS SELECT user, COUNT(*) AS count FROM clicks
@@ -201,6 +214,19 @@ async fn string_and_windowed_keys() {
             true,
         ),
         ("SELECT * FROM per_minute WHERE user = 'ab';", true),
+        (
+            "SELECT * FROM per_minute WHERE user IN ('ab', 'a', 'zz') AND WINDOWSTART > 0;",
+            true,
+        ),
+        ("SELECT * FROM t WHERE k IN ('ab', '', 'a');", true),
+        // 5000000000 wraps to 705032704 in 32 bits: it must not match.
+        ("SELECT * FROM n WHERE k = 5000000000;", true),
+        ("SELECT * FROM n WHERE k IN (5000000000);", true),
+        (
+            "SELECT * FROM n WHERE k IN (5000000000, -2147483648);",
+            true,
+        ),
+        ("SELECT v FROM n WHERE k = -2147483648;", true),
         ("SELECT * FROM per_minute WHERE WINDOWSTART = 0;", false),
     ];
     for (sql, fast) in cases {
