@@ -150,6 +150,7 @@ pub async fn execute(
     sql: &str,
 ) -> Result<PullResult, ServerError> {
     let mut query = parse(sql)?;
+    pseudo_time_literals(&mut query).map_err(|message| statement(sql, message))?;
     let names = source_names(&query);
     let mut sources = Vec::with_capacity(names.len());
     for name in &names {
@@ -409,6 +410,70 @@ pub(crate) fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<boo
     }
     select.projection = items;
     keys
+}
+
+/// ksqlDB reads a string compared with `ROWTIME`, `WINDOWSTART` or
+/// `WINDOWEND` as a timestamp, possibly partial (`'2020-02-23T23:45'`,
+/// with an optional zone offset): such strings become their epoch millis.
+fn pseudo_time_literals(query: &mut Query) -> Result<(), String> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    let is_time = |e: &Expr| {
+        let name = match e {
+            Expr::Identifier(i) => Some(&i.value),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+            _ => None,
+        };
+        name.is_some_and(|n| matches!(n.as_str(), "ROWTIME" | WINDOWSTART | WINDOWEND))
+    };
+    let millis = |e: &mut Expr| -> Result<(), String> {
+        if let Expr::Value(v) = e
+            && let Value::SingleQuotedString(text) = &v.value
+        {
+            let ms = sluice_sql::functions::datetime::parse_partial_timestamp(text).ok_or_else(|| {
+                format!(
+                    "Failed to parse timestamp '{text}': expected yyyy-MM-dd'T'HH:mm:ss.SSS with an optional time zone"
+                )
+            })?;
+            *e = Expr::value(Value::Number(ms.to_string(), false));
+        }
+        Ok(())
+    };
+    let mut failed = None;
+    let _ = visit_expressions_mut(query, |e: &mut Expr| {
+        let outcome = match e {
+            Expr::BinaryOp { left, op, right }
+                if matches!(
+                    op,
+                    BinaryOperator::Eq
+                        | BinaryOperator::NotEq
+                        | BinaryOperator::Lt
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::GtEq
+                ) =>
+            {
+                if is_time(left) {
+                    millis(right)
+                } else if is_time(right) {
+                    millis(left)
+                } else {
+                    Ok(())
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } if is_time(expr) => millis(low).and_then(|()| millis(high)),
+            _ => Ok(()),
+        };
+        match outcome {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(message) => {
+                failed = Some(message);
+                std::ops::ControlFlow::Break(())
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
 }
 
 /// ksqlDB types an integer literal that fits 32 bits as `INT` (`score * 2`

@@ -739,3 +739,44 @@ async fn query_stream_and_projection_errors() {
     let (status, body) = call(&state, "/close-query", json!({"id": 1})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn pull_window_bounds_compare_with_text_timestamps() {
+    let state = state(ServerConfig::default());
+    run(
+        &state,
+        "CREATE STREAM clicks (user STRING KEY, page STRING)
+           WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+         CREATE TABLE per_minute AS SELECT user, COUNT(*) AS count FROM clicks
+           WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY user;",
+    );
+    for ts in [1_000, 61_000, 121_000] {
+        run(
+            &state,
+            &format!("INSERT INTO clicks (user, page, ROWTIME) VALUES ('a', 'p', {ts});"),
+        );
+    }
+    let answer = pull(
+        &state,
+        "SELECT WINDOWSTART FROM per_minute WHERE user = 'a' AND WINDOWSTART >= '1970-01-01T00:01' AND WINDOWEND <= '1970-01-01T00:02:00.000+0000';",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!([60_000])]);
+    let answer = pull(
+        &state,
+        "SELECT COUNT(*) FROM per_minute WHERE WINDOWSTART BETWEEN '1970' AND '1970-01-01T00:01';",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!([2])]);
+    let (status, body) = call(
+        &state,
+        "/query",
+        json!({"ksql": "SELECT * FROM per_minute WHERE WINDOWSTART > 'yesterday';"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("Failed to parse timestamp 'yesterday'"),
+        "{body}"
+    );
+}
