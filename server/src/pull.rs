@@ -151,6 +151,7 @@ pub async fn execute(
 ) -> Result<PullResult, ServerError> {
     let mut query = parse(sql)?;
     pseudo_time_literals(&mut query).map_err(|message| statement(sql, message))?;
+    string_plus(&mut query);
     let names = source_names(&query);
     let mut sources = Vec::with_capacity(names.len());
     for name in &names {
@@ -474,6 +475,23 @@ fn pseudo_time_literals(query: &mut Query) -> Result<(), String> {
         }
     });
     failed.map_or(Ok(()), Err)
+}
+
+/// In ksqlDB `+` with a string concatenates (`ID + '-adj'`); DataFusion
+/// has no `+` on strings, so a `+` with a string literal becomes `||`.
+fn string_plus(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    let text =
+        |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
+    let _ = visit_expressions_mut(query, |e: &mut Expr| {
+        if let Expr::BinaryOp { left, op, right } = e
+            && *op == BinaryOperator::Plus
+            && (text(left) || text(right))
+        {
+            *op = BinaryOperator::StringConcat;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// ksqlDB types an integer literal that fits 32 bits as `INT` (`score * 2`

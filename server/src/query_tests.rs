@@ -741,7 +741,7 @@ async fn query_stream_and_projection_errors() {
 }
 
 #[tokio::test]
-async fn pull_window_bounds_compare_with_text_timestamps() {
+async fn pull_window_bounds_compare_with_text_timestamps_and_plus_concatenates() {
     let state = state(ServerConfig::default());
     run(
         &state,
@@ -768,6 +768,12 @@ async fn pull_window_bounds_compare_with_text_timestamps() {
     )
     .await;
     assert_eq!(rows(&answer), vec![json!([2])]);
+    let answer = pull(
+        &state,
+        "SELECT user + '-' + 'x' AS tag FROM per_minute WHERE user = 'a' AND WINDOWSTART = 0;",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!(["a-x"])]);
     let (status, body) = call(
         &state,
         "/query",
