@@ -442,17 +442,17 @@ fn pseudo_time_literals(query: &mut Query) -> Result<(), String> {
     let mut failed = None;
     let _ = visit_expressions_mut(query, |e: &mut Expr| {
         let outcome = match e {
-            Expr::BinaryOp { left, op, right }
-                if matches!(
-                    op,
+            Expr::BinaryOp {
+                left,
+                op:
                     BinaryOperator::Eq
-                        | BinaryOperator::NotEq
-                        | BinaryOperator::Lt
-                        | BinaryOperator::LtEq
-                        | BinaryOperator::Gt
-                        | BinaryOperator::GtEq
-                ) =>
-            {
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                right,
+            } => {
                 if is_time(left) {
                     millis(right)
                 } else if is_time(right) {
