@@ -79,6 +79,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         sluice_server::ServerConfig::default(),
         topics,
         &service_id,
+        None,
         generators,
     )
 }

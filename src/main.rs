@@ -76,6 +76,12 @@ enum Command {
         /// Require this bearer token.
         #[arg(long)]
         auth_bearer: Option<String>,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -104,6 +110,8 @@ fn main() -> Result<()> {
             auth_bearer,
             kafka,
             service_id,
+            tls_cert,
+            tls_key,
         } => {
             let auth = match (auth_basic, auth_bearer) {
                 (Some(basic), _) => {
@@ -127,9 +135,14 @@ fn main() -> Result<()> {
                 stream_row_limit: stream_rows,
                 auth,
             };
+            // A bad certificate fails the start, before anything runs.
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(sluice_server::tls::load(&cert, &key)?),
+                _ => None,
+            };
             {
                 let topics = backend(kafka, service_id.clone())?;
-                serve(port, &queries, config, topics, &service_id, |_| Ok(()))
+                serve(port, &queries, config, topics, &service_id, tls, |_| Ok(()))
             }
         }
     }
@@ -182,6 +195,7 @@ fn serve(
     config: sluice_server::ServerConfig,
     topics: Arc<dyn sluice_engine::topic::TopicBackend>,
     service_id: &str,
+    tls: Option<Arc<sluice_server::rustls::ServerConfig>>,
     started: impl FnOnce(&Arc<KsqlContext>) -> Result<()>,
 ) -> Result<()> {
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
@@ -204,9 +218,17 @@ fn serve(
         .context("starting the query runtime")?;
     started(&ctx)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API and web UI on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!(
+        "sluice: {loaded} query file(s) loaded; ksqlDB REST API and web UI on {scheme}://{addr}"
+    );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let result = runtime.block_on(sluice_server::serve(addr, state));
+    let result = runtime.block_on(async {
+        match tls {
+            Some(tls) => sluice_server::serve_tls(addr, state, tls).await,
+            None => sluice_server::serve(addr, state).await,
+        }
+    });
     ctx.runtime().stop();
     let _ = driver.join();
     result.map_err(Into::into)

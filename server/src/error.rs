@@ -15,11 +15,20 @@ pub enum ServerError {
     Statement { statement: String, message: String },
     #[error("Path not found: {0}")]
     NotFound(String),
+    /// The path exists but not with this method.
+    #[error("Method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// Something a request names does not exist (a command id...).
+    #[error("{0}")]
+    Missing(String),
     /// A limit on concurrent work was reached; the client may retry.
     #[error("{0}")]
     TooManyRequests(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen: {0}")]
     Bind(std::io::Error),
     #[error("server failed: {0}")]
@@ -32,11 +41,13 @@ impl ServerError {
         match self {
             ServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, 40000),
             ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
-            ServerError::NotFound(_) => (StatusCode::NOT_FOUND, 40400),
+            ServerError::NotFound(_) | ServerError::Missing(_) => (StatusCode::NOT_FOUND, 40400),
+            ServerError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, 40500),
             ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
-            ServerError::Internal(_) | ServerError::Bind(_) | ServerError::Serve(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, 50000)
-            }
+            ServerError::Internal(_)
+            | ServerError::Tls(_)
+            | ServerError::Bind(_)
+            | ServerError::Serve(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50000),
         }
     }
 

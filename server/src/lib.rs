@@ -12,14 +12,19 @@
 pub mod auth;
 pub mod entities;
 pub mod error;
+pub mod index;
 pub mod inserts;
+pub mod lookup;
 pub mod materialized;
 pub mod projections;
 pub mod pull;
 pub mod push;
 pub mod query;
 pub mod rows;
+pub mod status;
+pub mod tls;
 pub mod ui;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +42,8 @@ use sluice_sql::KsqlContext;
 pub use error::ServerError;
 use materialized::Materializer;
 use push::{PushLimits, PushQueries};
+/// The TLS library of [`serve_tls`], for callers that hold its configuration.
+pub use rustls;
 
 /// ksqlDB's versioned media type; clients send and accept it.
 pub const KSQL_MEDIA_TYPE: &str = "application/vnd.ksql.v1+json";
@@ -78,6 +85,10 @@ pub struct AppState {
     pub push: Arc<PushQueries>,
     /// Numbers pull queries' ids.
     pub pull_counter: Arc<AtomicU64>,
+    /// Compiled key lookups of pull queries.
+    pub lookups: Arc<lookup::LookupCache>,
+    /// Statuses of the commands `/ksql` ran.
+    pub commands: Arc<status::CommandLog>,
 }
 
 impl AppState {
@@ -94,6 +105,8 @@ impl AppState {
             materializer,
             push,
             pull_counter: Arc::new(AtomicU64::new(1)),
+            lookups: Arc::new(lookup::LookupCache::new()),
+            commands: Arc::new(status::CommandLog::new()),
         }
     }
 }
@@ -114,7 +127,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/{file}", get(ui::file))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
+        .route("/ws/query", get(ws::ws_query))
+        .route("/status", get(status::all_statuses))
+        .route("/status/{type}/{entity}/{action}", get(status::status))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -135,6 +152,23 @@ pub async fn serve(addr: SocketAddr, state: AppState) -> Result<(), ServerError>
     axum::serve(listener, router(state))
         .await
         .map_err(ServerError::Serve)
+}
+
+/// Serves the API over TLS with `tls` (see [`tls::load`]) until the
+/// process ends.
+pub async fn serve_tls(
+    addr: SocketAddr,
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(ServerError::Bind)?;
+    tracing::info!(
+        "listening on https://{}",
+        listener.local_addr().map_err(ServerError::Bind)?
+    );
+    tls::serve_tls(listener, tls, router(state)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +195,7 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
         }
     };
     let ctx = state.ctx.clone();
+    let commands = state.commands.clone();
     // Statements take the catalog lock and may create topics: keep them off
     // the async workers.
     let outcome = tokio::task::spawn_blocking(move || {
@@ -185,7 +220,14 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
                 for (i, statement) in statements.iter().enumerate() {
                     match ctx.execute_statement(statement) {
                         Ok(result) => {
-                            out.push(entities::render(&statement.text, &result, i as u64))
+                            let mut entity = entities::render(&statement.text, &result, i as u64);
+                            if let Some(id) = status::command_id(&statement.statement) {
+                                commands.record(&id, &result);
+                                if let Some(fields) = entity.as_object_mut() {
+                                    fields.insert("commandId".into(), Value::String(id));
+                                }
+                            }
+                            out.push(entity)
                         }
                         Err(e) => {
                             return Err(ServerError::Statement {
@@ -242,6 +284,16 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     ServerError::NotFound(uri.path().to_string()).into_response()
 }
 
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ServerError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response()
+}
+
+#[cfg(test)]
+mod net_tests;
 #[cfg(test)]
 mod query_tests;
 #[cfg(test)]

@@ -5,20 +5,19 @@
 //! each pass over the persistent queries it consumes the topics of all
 //! catalog sources through the [`TopicBackend`] and
 //! [`source::decode`](sluice_engine::query::source::decode). Tables keep
-//! the latest row per key (per key and window when windowed); tombstones
+//! the latest row per key (per key and window when windowed) in a
+//! [`KeyIndex`], which pull queries also use for key lookups; tombstones
 //! delete. Streams keep their rows in topic order, up to a row limit, the
 //! oldest dropped first. Because it runs between passes, it never sees half
 //! of a query's output batch; readers take [`Snapshot`]s, which are
 //! immutable and published for all sources at once.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
-use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::HashMap;
 use parking_lot::{Mutex, RwLock};
 use sluice_engine::batch::ChangeBatch;
@@ -34,6 +33,7 @@ use sluice_sql::parser::SourceKind;
 use tokio::sync::watch;
 
 use crate::error::ServerError;
+use crate::index::{IndexSnapshot, KeyIndex};
 
 /// Rows kept per stream unless configured otherwise.
 pub const DEFAULT_STREAM_ROW_LIMIT: usize = 1_000_000;
@@ -42,94 +42,57 @@ pub const DEFAULT_STREAM_ROW_LIMIT: usize = 1_000_000;
 const RECORDS_PER_POLL: usize = 4096;
 
 /// The rows of one source at one point of the engine's progress.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Snapshot {
     pub source: Arc<DataSource>,
     /// Key and value columns, then `ROWTIME`, `ROWPARTITION`, `ROWOFFSET`
     /// and, when windowed, `WINDOWSTART` and `WINDOWEND`.
     pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
+    rows: SnapshotRows,
     /// Set when the source could not be materialized.
     pub error: Option<String>,
 }
 
+#[derive(Debug)]
+enum SnapshotRows {
+    /// A table's index, and its rows as one batch once a query asked.
+    Table {
+        index: IndexSnapshot,
+        all: OnceLock<RecordBatch>,
+    },
+    Stream(Vec<RecordBatch>),
+}
+
 impl Snapshot {
     pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
-
-/// Latest row per key.
-struct TableRows {
-    converter: RowConverter,
-    /// Columns of the batch that identify a row: keys, then the window.
-    key_columns: Vec<usize>,
-    /// How many of `key_columns` are the source's key columns.
-    key_count: usize,
-    /// Key to (batch, row) in `batches`; ordered so scans are in key order.
-    rows: BTreeMap<OwnedRow, (usize, usize)>,
-    batches: Vec<RecordBatch>,
-}
-
-impl TableRows {
-    fn new(schema: &SchemaRef, key_count: usize, windowed: bool) -> Result<Self, ServerError> {
-        let mut key_columns: Vec<usize> = (0..key_count).collect();
-        if windowed {
-            for name in [WINDOWSTART, WINDOWEND] {
-                key_columns.push(schema.index_of(name).map_err(internal)?);
-            }
+        match &self.rows {
+            SnapshotRows::Table { index, .. } => index.len(),
+            SnapshotRows::Stream(batches) => batches.iter().map(RecordBatch::num_rows).sum(),
         }
-        let fields = key_columns
-            .iter()
-            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
-            .collect();
-        Ok(TableRows {
-            converter: RowConverter::new(fields).map_err(internal)?,
-            key_columns,
-            key_count,
-            rows: BTreeMap::new(),
-            batches: Vec::new(),
-        })
     }
 
-    fn apply(&mut self, change: &ChangeBatch) -> Result<(), ServerError> {
-        let keys: Vec<ArrayRef> = self
-            .key_columns
-            .iter()
-            .map(|i| change.data.column(*i).clone())
-            .collect();
-        let rows = self.converter.convert_columns(&keys).map_err(internal)?;
-        let batch = self.batches.len();
-        // Tables have no row for a null key: such records are invalid.
-        let null_key = |i: usize| (0..self.key_count).all(|k| change.data.column(k).is_null(i));
-        for (i, row) in rows.iter().enumerate() {
-            if null_key(i) {
-                continue;
+    /// Every row: a table's in key order (windows in time order), a
+    /// stream's in topic order. A table's rows are gathered from its index
+    /// on first use and kept with the snapshot.
+    pub fn batches(&self) -> Result<Vec<RecordBatch>, ServerError> {
+        match &self.rows {
+            SnapshotRows::Table { index, all } => {
+                if let Some(batch) = all.get() {
+                    return Ok(vec![batch.clone()]);
+                }
+                let batch = index.all()?;
+                Ok(vec![all.get_or_init(|| batch).clone()])
             }
-            if change.is_tombstone(i) {
-                self.rows.remove(&row.owned());
-            } else {
-                self.rows.insert(row.owned(), (batch, i));
-            }
+            SnapshotRows::Stream(batches) => Ok(batches.clone()),
         }
-        self.batches.push(change.data.clone());
-        Ok(())
     }
 
-    /// Rewrites the live rows into one batch, releasing replaced rows.
-    fn compact(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ServerError> {
-        let indices: Vec<(usize, usize)> = self.rows.values().copied().collect();
-        let batch = if indices.is_empty() {
-            RecordBatch::new_empty(schema.clone())
-        } else {
-            let refs: Vec<&RecordBatch> = self.batches.iter().collect();
-            interleave_record_batch(&refs, &indices).map_err(internal)?
-        };
-        for (i, slot) in self.rows.values_mut().enumerate() {
-            *slot = (0, i);
+    /// A table's key index; `None` for streams.
+    pub fn index(&self) -> Option<&IndexSnapshot> {
+        match &self.rows {
+            SnapshotRows::Table { index, .. } => Some(index),
+            SnapshotRows::Stream(_) => None,
         }
-        self.batches = vec![batch.clone()];
-        Ok(batch)
     }
 }
 
@@ -161,7 +124,7 @@ impl StreamRows {
 }
 
 enum Rows {
-    Table(TableRows),
+    Table(KeyIndex),
     Stream(StreamRows),
 }
 
@@ -185,11 +148,15 @@ impl View {
         let schema = spec.schema.batch_schema(spec.window.is_some());
         let consumer = ctx.backend().consumer(&source.topic).map_err(internal)?;
         let rows = match source.kind {
-            SourceKind::Table => Rows::Table(TableRows::new(
-                &schema,
-                spec.schema.key_count(),
-                spec.window.is_some(),
-            )?),
+            SourceKind::Table => {
+                let mut window = Vec::new();
+                if spec.window.is_some() {
+                    for name in [WINDOWSTART, WINDOWEND] {
+                        window.push(schema.index_of(name).map_err(internal)?);
+                    }
+                }
+                Rows::Table(KeyIndex::new(&schema, spec.schema.key_count(), &window)?)
+            }
             SourceKind::Stream => Rows::Stream(StreamRows {
                 batches: VecDeque::new(),
                 rows: 0,
@@ -230,7 +197,7 @@ impl View {
             consumed += records.len();
             let change = source::decode(&self.spec, &records, &op_ctx).map_err(internal)?;
             match &mut self.rows {
-                Rows::Table(t) => t.apply(&change)?,
+                Rows::Table(t) => t.apply(change),
                 Rows::Stream(s) => s.apply(&change),
             }
         }
@@ -238,14 +205,20 @@ impl View {
     }
 
     fn snapshot(&mut self) -> Result<Snapshot, ServerError> {
-        let batches = match &mut self.rows {
-            Rows::Table(t) => vec![t.compact(&self.schema)?],
-            Rows::Stream(s) => s.batches.iter().cloned().collect(),
+        let rows = match &mut self.rows {
+            Rows::Table(t) => {
+                t.flush()?;
+                SnapshotRows::Table {
+                    index: t.snapshot(),
+                    all: OnceLock::new(),
+                }
+            }
+            Rows::Stream(s) => SnapshotRows::Stream(s.batches.iter().cloned().collect()),
         };
         Ok(Snapshot {
             source: self.source.clone(),
             schema: self.schema.clone(),
-            batches,
+            rows,
             error: self.error.clone(),
         })
     }
@@ -398,6 +371,7 @@ fn internal(e: impl std::fmt::Display) -> ServerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::ArrayRef;
     use sluice_engine::processing_log::ProcessingLog;
     use sluice_engine::runtime::Runtime;
 
@@ -413,7 +387,7 @@ mod tests {
 
     fn column_i64(s: &Snapshot, name: &str) -> Vec<Option<i64>> {
         let mut out = Vec::new();
-        for b in &s.batches {
+        for b in &s.batches().expect("batches") {
             let c = b.column_by_name(name).expect("column");
             let c =
                 datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Int64)

@@ -97,7 +97,7 @@ pub async fn rows_of(
             None => DEFAULT_LIMIT,
         };
         let cols = columns(&s);
-        let mut batches: Vec<RecordBatch> = s.batches.clone();
+        let mut batches: Vec<RecordBatch> = s.batches()?;
         if let Some(key) = params.get("key") {
             batches = lookup(&s, batches, key)?;
         }

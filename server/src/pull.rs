@@ -36,6 +36,7 @@ use sluice_sql::catalog::DataSource;
 use sluice_sql::parser::{KsqlDialect, SourceKind};
 
 use crate::error::ServerError;
+use crate::lookup::{self, LookupCache};
 use crate::materialized::{Materializer, Snapshot};
 use crate::rows;
 
@@ -140,13 +141,17 @@ fn statement(sql: &str, message: String) -> ServerError {
     }
 }
 
-/// Runs a pull query over the current projections.
+/// Runs a pull query over the current projections; key lookups of a
+/// table take the fast path of [`crate::lookup`] when `lookups` is given.
 pub async fn execute(
     ctx: &KsqlContext,
     materializer: &Materializer,
+    lookups: Option<&LookupCache>,
     sql: &str,
 ) -> Result<PullResult, ServerError> {
     let mut query = parse(sql)?;
+    pseudo_time_literals(&mut query).map_err(|message| statement(sql, message))?;
+    string_plus(&mut query);
     let names = source_names(&query);
     let mut sources = Vec::with_capacity(names.len());
     for name in &names {
@@ -174,6 +179,11 @@ pub async fn execute(
             )));
         }
     }
+    if let (Some(cache), [source], [snapshot]) = (lookups, sources.as_slice(), snapshots.as_slice())
+        && let Some(answer) = lookup::try_lookup(ctx, cache, &query, source, snapshot).await
+    {
+        return Ok(answer);
+    }
     let keys = rewrite(&mut query, &sources);
     type_int_literals(&mut query);
     sql_cast_types(&mut query);
@@ -183,7 +193,7 @@ pub async fn execute(
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let session = SessionContext::new_with_config(config);
     for s in &snapshots {
-        let table = MemTable::try_new(s.schema.clone(), vec![s.batches.clone()])
+        let table = MemTable::try_new(s.schema.clone(), vec![s.batches()?])
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         session
             .register_table(
@@ -281,7 +291,7 @@ fn quoted(name: &str) -> Ident {
 
 /// Applies ksqlDB's naming to the outer SELECT; returns which output
 /// columns are key columns of the (single, table) source.
-fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<bool> {
+pub(crate) fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<bool> {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return vec![];
     };
@@ -403,10 +413,91 @@ fn rewrite(query: &mut Query, sources: &[Arc<DataSource>]) -> Vec<bool> {
     keys
 }
 
+/// ksqlDB reads a string compared with `ROWTIME`, `WINDOWSTART` or
+/// `WINDOWEND` as a timestamp, possibly partial (`'2020-02-23T23:45'`,
+/// with an optional zone offset): such strings become their epoch millis.
+fn pseudo_time_literals(query: &mut Query) -> Result<(), String> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    let is_time = |e: &Expr| {
+        let name = match e {
+            Expr::Identifier(i) => Some(&i.value),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+            _ => None,
+        };
+        name.is_some_and(|n| matches!(n.as_str(), "ROWTIME" | WINDOWSTART | WINDOWEND))
+    };
+    let millis = |e: &mut Expr| -> Result<(), String> {
+        if let Expr::Value(v) = e
+            && let Value::SingleQuotedString(text) = &v.value
+        {
+            let ms = sluice_sql::functions::datetime::parse_partial_timestamp(text).ok_or_else(|| {
+                format!(
+                    "Failed to parse timestamp '{text}': expected yyyy-MM-dd'T'HH:mm:ss.SSS with an optional time zone"
+                )
+            })?;
+            *e = Expr::value(Value::Number(ms.to_string(), false));
+        }
+        Ok(())
+    };
+    let mut failed = None;
+    let _ = visit_expressions_mut(query, |e: &mut Expr| {
+        let outcome = match e {
+            Expr::BinaryOp {
+                left,
+                op:
+                    BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                right,
+            } => {
+                if is_time(left) {
+                    millis(right)
+                } else if is_time(right) {
+                    millis(left)
+                } else {
+                    Ok(())
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } if is_time(expr) => millis(low).and_then(|()| millis(high)),
+            _ => Ok(()),
+        };
+        match outcome {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(message) => {
+                failed = Some(message);
+                std::ops::ControlFlow::Break(())
+            }
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
+/// In ksqlDB `+` with a string concatenates (`ID + '-adj'`); DataFusion
+/// has no `+` on strings, so a `+` with a string literal becomes `||`.
+fn string_plus(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+    let text =
+        |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
+    let _ = visit_expressions_mut(query, |e: &mut Expr| {
+        if let Expr::BinaryOp { left, op, right } = e
+            && *op == BinaryOperator::Plus
+            && (text(left) || text(right))
+        {
+            *op = BinaryOperator::StringConcat;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// ksqlDB types an integer literal that fits 32 bits as `INT` (`score * 2`
 /// stays `INTEGER`); DataFusion would make it `BIGINT`. Only the SELECT
 /// body is rewritten: `LIMIT` and `ORDER BY 1` keep their literals.
-fn type_int_literals(query: &mut Query) {
+pub(crate) fn type_int_literals(query: &mut Query) {
     use datafusion::sql::sqlparser::ast::{CastKind, DataType, Value};
     let _ = visit_expressions_mut(query.body.as_mut(), |e: &mut Expr| {
         if let Expr::Value(v) = e
@@ -428,7 +519,7 @@ fn type_int_literals(query: &mut Query) {
 /// ksqlDB's `CAST(x AS <ksqlDB type>)` parses to a custom type name;
 /// DataFusion needs the SQL type. Nested types have no SQL spelling
 /// DataFusion reads and stay as they are (DataFusion then rejects them).
-fn sql_cast_types(query: &mut Query) {
+pub(crate) fn sql_cast_types(query: &mut Query) {
     use datafusion::sql::sqlparser::ast::{DataType, ExactNumberInfo, TimezoneInfo};
     let _ = visit_expressions_mut(query, |e: &mut Expr| {
         if let Expr::Cast { data_type, .. } = e
@@ -461,7 +552,7 @@ fn sql_cast_types(query: &mut Query) {
 
 /// Points calls of ksqlDB functions at their implementations, registered
 /// in `session` under their own names.
-fn register_functions(ctx: &KsqlContext, session: &SessionContext, query: &mut Query) {
+pub(crate) fn register_functions(ctx: &KsqlContext, session: &SessionContext, query: &mut Query) {
     let registry = ctx.functions();
     let _ = visit_expressions_mut(query, |e: &mut Expr| {
         if let Expr::Function(f) = e

@@ -72,6 +72,14 @@ pub enum PushEnd {
     Closed,
 }
 
+/// Where a push query's client is, see [`PushQueries::backlog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    pub id: String,
+    pub delivered: u64,
+    pub waiting: usize,
+}
+
 /// A client's end of a push query.
 pub struct Subscription {
     pub id: String,
@@ -138,6 +146,20 @@ impl PushQueries {
 
     pub fn running(&self) -> usize {
         self.active.lock().len()
+    }
+
+    /// How far each running push query's client is: rows handed to its
+    /// buffer so far, and rows in the buffer still waiting to be sent.
+    pub fn backlog(&self) -> Vec<Backlog> {
+        self.active
+            .lock()
+            .iter()
+            .map(|(id, a)| Backlog {
+                id: id.clone(),
+                delivered: a.sent,
+                waiting: a.rows.max_capacity() - a.rows.capacity(),
+            })
+            .collect()
     }
 
     /// Starts `query`; `from_latest` skips what its sources hold already.

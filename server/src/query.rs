@@ -26,13 +26,13 @@ use crate::{AppState, KSQL_MEDIA_TYPE};
 pub const DELIMITED_MEDIA_TYPE: &str = "application/vnd.ksqlapi.delimited.v1";
 
 /// What a query statement is.
-enum QueryKind {
+pub(crate) enum QueryKind {
     Push(Box<Query>),
     Pull,
 }
 
 /// Tells push from pull queries; rejects everything else.
-fn classify(sql: &str) -> Result<QueryKind, ServerError> {
+pub(crate) fn classify(sql: &str) -> Result<QueryKind, ServerError> {
     match sluice_sql::parser::parse_statement(sql) {
         Ok(parsed) => match parsed.statement {
             Statement::Select(q) if matches!(q.emit, Some(Emit::Changes | Emit::Final)) => {
@@ -57,7 +57,7 @@ fn classify(sql: &str) -> Result<QueryKind, ServerError> {
 }
 
 /// `auto.offset.reset`: push queries read from the end unless `earliest`.
-fn from_latest(properties: &serde_json::Map<String, Value>) -> bool {
+pub(crate) fn from_latest(properties: &serde_json::Map<String, Value>) -> bool {
     let value = properties
         .get("auto.offset.reset")
         .or_else(|| properties.get("ksql.streams.auto.offset.reset"));
@@ -92,7 +92,9 @@ pub async fn query(State(state): State<AppState>, body: Bytes) -> Response {
         let sql = request.ksql.trim().to_string();
         match classify(&sql)? {
             QueryKind::Pull => {
-                let result = pull::execute(&state.ctx, &state.materializer, &sql).await?;
+                let result =
+                    pull::execute(&state.ctx, &state.materializer, Some(&state.lookups), &sql)
+                        .await?;
                 Ok(pull_query_response(&pull_query_id(&state), &result))
             }
             QueryKind::Push(q) => {
@@ -161,7 +163,9 @@ pub async fn query_stream(
         let sql = request.sql.trim().to_string();
         match classify(&sql)? {
             QueryKind::Pull => {
-                let result = pull::execute(&state.ctx, &state.materializer, &sql).await?;
+                let result =
+                    pull::execute(&state.ctx, &state.materializer, Some(&state.lookups), &sql)
+                        .await?;
                 let id = pull_query_id(&state);
                 let mut parts = vec![stream_header(&id, &result.columns).to_string()];
                 parts.extend(result.rows.iter().cloned());

@@ -714,3 +714,75 @@ async fn auth_when_configured_guards_everything_but_healthcheck() {
     let (status, _) = get(&self::state(ServerConfig::default()), "/info").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn query_stream_and_projection_errors() {
+    let state = state(ServerConfig::default());
+    users(&state);
+    for (body, code) in [
+        (json!({"sql": "SELECT * FROM nope;"}), 40001),
+        (json!({"sql": "SELEKT 1;"}), 40001),
+        (
+            json!({"sql": "SELECT nope FROM users EMIT CHANGES;"}),
+            40001,
+        ),
+        (json!({"ksql": "SELECT * FROM users;"}), 40000),
+    ] {
+        let (status, answer) = call(&state, "/query-stream", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).expect("json error");
+        assert_eq!(answer["error_code"], code, "{body}: {answer}");
+    }
+    let (status, body) = get(&state, "/projections/nope/changes").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error_code"], 40400);
+    let (status, body) = call(&state, "/close-query", json!({"id": 1})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn pull_window_bounds_compare_with_text_timestamps_and_plus_concatenates() {
+    let state = state(ServerConfig::default());
+    run(
+        &state,
+        "CREATE STREAM clicks (user STRING KEY, page STRING)
+           WITH (kafka_topic='clicks', value_format='JSON', partitions=1);
+         CREATE TABLE per_minute AS SELECT user, COUNT(*) AS count FROM clicks
+           WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY user;",
+    );
+    for ts in [1_000, 61_000, 121_000] {
+        run(
+            &state,
+            &format!("INSERT INTO clicks (user, page, ROWTIME) VALUES ('a', 'p', {ts});"),
+        );
+    }
+    let answer = pull(
+        &state,
+        "SELECT WINDOWSTART FROM per_minute WHERE user = 'a' AND WINDOWSTART >= '1970-01-01T00:01' AND WINDOWEND <= '1970-01-01T00:02:00.000+0000';",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!([60_000])]);
+    let answer = pull(
+        &state,
+        "SELECT COUNT(*) FROM per_minute WHERE WINDOWSTART BETWEEN '1970' AND '1970-01-01T00:01';",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!([2])]);
+    let answer = pull(
+        &state,
+        "SELECT user + '-' + 'x' AS tag FROM per_minute WHERE user = 'a' AND WINDOWSTART = 0;",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!(["a-x"])]);
+    let (status, body) = call(
+        &state,
+        "/query",
+        json!({"ksql": "SELECT * FROM per_minute WHERE WINDOWSTART > 'yesterday';"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("Failed to parse timestamp 'yesterday'"),
+        "{body}"
+    );
+}

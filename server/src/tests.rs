@@ -93,3 +93,75 @@ async fn malformed_body_and_unknown_path_answer_in_ksql_shape() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["KsqlServerInfo"]["serverStatus"], "RUNNING");
 }
+
+#[tokio::test]
+async fn command_statuses_by_id_and_in_full() {
+    let app = app();
+    let (status, body) = call(
+        app.clone(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "CREATE STREAM s (id INT KEY, v STRING) WITH (kafka_topic='s', value_format='JSON', partitions=1); CREATE STREAM t AS SELECT * FROM s; SHOW STREAMS;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["commandId"], "stream/S/create");
+    assert_eq!(body[1]["commandId"], "stream/T/create");
+    assert!(body[2].get("commandId").is_none(), "{body}");
+    let (status, body) = call(app.clone(), "GET", "/status", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"commandStatuses": {"stream/S/create": "SUCCESS", "stream/T/create": "SUCCESS"}})
+    );
+    let (status, body) = call(app.clone(), "GET", "/status/stream/S/create", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "SUCCESS", "message": "Stream created"})
+    );
+    // The name as ksqlDB quotes it, and a query started by the command.
+    let (status, body) = call(app.clone(), "GET", "/status/stream/%60T%60/create", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "SUCCESS");
+    assert!(body["queryId"].is_string(), "{body}");
+    let (status, body) = call(app.clone(), "GET", "/status/stream/NOPE/create", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error_code"], 40400);
+    assert_eq!(body["message"], "Command not found");
+    let (status, body) = call(app.clone(), "GET", "/status/bogus/S/create", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_code"], 40000);
+    // A drop is a command of its own.
+    let (status, _) = call(app.clone(), "POST", "/ksql", r#"{"ksql": "CREATE STREAM u (v STRING) WITH (kafka_topic='u', value_format='JSON', partitions=1); DROP STREAM u;"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(app.clone(), "GET", "/status/stream/U/drop", "").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_methods_answer_405_in_ksql_shape() {
+    for (method, path) in [
+        ("POST", "/info"),
+        ("POST", "/healthcheck"),
+        ("POST", "/status"),
+        ("DELETE", "/projections"),
+        ("GET", "/ksql"),
+        ("GET", "/query-stream"),
+        ("POST", "/ws/query"),
+    ] {
+        let (status, body) = call(app(), method, path, "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(body["error_code"], 40500, "{method} {path}: {body}");
+        assert_eq!(body["@type"], "generic_error");
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_reports_every_subsystem() {
+    let (status, body) = call(app(), "GET", "/healthcheck", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["isHealthy"], true);
+    assert_eq!(body["details"]["queries"]["failed"], 0);
+    assert_eq!(body["details"]["metastore"]["isHealthy"], true);
+}
