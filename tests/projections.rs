@@ -431,20 +431,21 @@ async fn leaderboards_count_matches_and_wins() {
     let p = Product::new();
     match_events(&p);
     let results = p
-        // Pull queries are DataFusion SQL, where `->` is not struct
-        // access: read the struct whole.
-        .rows("SELECT match_id, player, winner FROM match_results;")
+        // ksqlDB's struct dereference, in a pull query's SELECT and WHERE.
+        .rows(
+            "SELECT match_id, player->id AS id FROM match_results \
+             WHERE player->kind = 'HUMAN' OR player->id LIKE 'bot-%' ORDER BY match_id, id;",
+        )
         .await;
-    let mut pairs: Vec<(String, String)> = results
+    let pairs: Vec<(String, String)> = results
         .iter()
         .map(|r| {
             (
                 r["match_id"].as_str().unwrap_or_default().into(),
-                r["player"]["ID"].as_str().unwrap_or_default().into(),
+                r["id"].as_str().unwrap_or_default().into(),
             )
         })
         .collect();
-    pairs.sort();
     assert_eq!(
         pairs,
         [

@@ -24,8 +24,9 @@ use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor,
-    visit_expressions_mut, visit_relations,
+    AccessExpr, BinaryOperator, Expr, Ident, LambdaFunction, LambdaSyntax, ObjectName,
+    ObjectNamePart, OneOrManyWithParens, Query, SelectItem, SetExpr, Statement, Subscript,
+    TableFactor, Value, visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -129,9 +130,103 @@ pub fn parse(sql: &str) -> Result<Box<Query>, ServerError> {
         .parse_statements()
         .map_err(|e| statement(sql, e.to_string()))?;
     match (statements.pop(), statements.is_empty()) {
-        (Some(Statement::Query(q)), true) => Ok(q),
+        (Some(Statement::Query(mut q)), true) => {
+            struct_dereference(&mut q);
+            Ok(q)
+        }
         _ => Err(statement(sql, "Expected a single SELECT statement.".into())),
     }
+}
+
+/// ksqlDB's struct dereference `s->field` (and `a.s->f->g`), which the
+/// SQL parser reads as a lambda or a JSON arrow, becomes DataFusion's
+/// field access `s['FIELD']`. ksqlDB's own lambdas are written with `=>`,
+/// so no real lambda is touched.
+fn struct_dereference(query: &mut Query) {
+    fn field(name: &Ident) -> AccessExpr {
+        AccessExpr::Subscript(Subscript::Index {
+            index: Expr::Value(Value::SingleQuotedString(name.value.clone()).into()),
+        })
+    }
+    /// `root->rest`, where `rest` is what the parser made of the right
+    /// side. A lambda's body runs to the end of the expression
+    /// (`s->f = 1 AND x` is `s -> (f = 1 AND x)`), so the field is the
+    /// leftmost operand of `rest`, and the dereference goes there.
+    fn access(root: Expr, rest: &Expr) -> Option<Expr> {
+        match rest {
+            Expr::Identifier(name) => Some(extend(root, vec![field(name)])),
+            Expr::CompoundFieldAccess {
+                root: inner,
+                access_chain,
+            } => {
+                let Expr::Identifier(name) = inner.as_ref() else {
+                    return None;
+                };
+                let mut chain = vec![field(name)];
+                chain.extend(access_chain.iter().cloned());
+                Some(extend(root, chain))
+            }
+            _ => {
+                let mut out = rest.clone();
+                let slot = leftmost_operand(&mut out)?;
+                *slot = access(root, slot)?;
+                Some(out)
+            }
+        }
+    }
+    /// The operand written first in `e`, for the operators a condition on
+    /// a struct field uses.
+    fn leftmost_operand(e: &mut Expr) -> Option<&mut Expr> {
+        match e {
+            Expr::BinaryOp { left, .. } => Some(left),
+            Expr::IsNull(x)
+            | Expr::IsNotNull(x)
+            | Expr::IsTrue(x)
+            | Expr::IsFalse(x)
+            | Expr::IsDistinctFrom(x, _)
+            | Expr::IsNotDistinctFrom(x, _) => Some(x),
+            Expr::InList { expr, .. }
+            | Expr::Between { expr, .. }
+            | Expr::Like { expr, .. }
+            | Expr::ILike { expr, .. }
+            | Expr::SimilarTo { expr, .. } => Some(expr),
+            _ => None,
+        }
+    }
+    fn extend(root: Expr, chain: Vec<AccessExpr>) -> Expr {
+        match root {
+            Expr::CompoundFieldAccess {
+                root,
+                mut access_chain,
+            } => {
+                access_chain.extend(chain);
+                Expr::CompoundFieldAccess { root, access_chain }
+            }
+            root => Expr::CompoundFieldAccess {
+                root: Box::new(root),
+                access_chain: chain,
+            },
+        }
+    }
+    let _ = visit_expressions_mut(query, |e: &mut Expr| {
+        let rewritten = match e {
+            Expr::Lambda(LambdaFunction {
+                params: OneOrManyWithParens::One(param),
+                body,
+                syntax: LambdaSyntax::Arrow,
+            }) if param.data_type.is_none() => access(Expr::Identifier(param.name.clone()), body),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Arrow,
+                right,
+            } => access(left.as_ref().clone(), right),
+            _ => None,
+        };
+        if let Some(rewritten) = rewritten {
+            *e = rewritten;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 fn statement(sql: &str, message: String) -> ServerError {
