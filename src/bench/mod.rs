@@ -8,6 +8,7 @@
 //! runs on its own thread, a reader measures when each result becomes
 //! visible in the output topic).
 
+mod kafka;
 mod limit;
 mod scenarios;
 
@@ -42,6 +43,10 @@ pub struct BenchArgs {
     /// end-to-end latency; maximum throughput when absent.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Run through a Kafka broker (`host:port`, or `tansu` to start a
+    /// private one), against raw rdkafka consume of the same topic.
+    #[arg(long, conflicts_with = "rate")]
+    pub kafka: Option<String>,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -73,10 +78,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "{}: {} ({} events)",
             scenario.name, scenario.description, args.events
         );
-        let result = match args.rate {
-            None => throughput(scenario, args.events)?,
-            Some(rate) if rate > 0.0 => latency(scenario, args.events, rate)?,
-            Some(_) => bail!("--rate must be positive"),
+        let result = match (args.rate, &args.kafka) {
+            (None, Some(servers)) => kafka::throughput(scenario, args.events, servers)?,
+            (None, None) => throughput(scenario, args.events)?,
+            (Some(rate), _) if rate > 0.0 => latency(scenario, args.events, rate)?,
+            (Some(_), _) => bail!("--rate must be positive"),
         };
         print_result(&result);
         results.push(result);
@@ -108,6 +114,11 @@ fn print_result(r: &Value) {
     let against_limit = if r["mode"] == "throughput" {
         format!(
             "raw JSON decode limit {limit:.0}/s: {:.0}%",
+            100.0 * rate / limit.max(1.0)
+        )
+    } else if r["mode"] == "kafka-throughput" {
+        format!(
+            "raw rdkafka consume {limit:.0}/s: {:.0}%",
             100.0 * rate / limit.max(1.0)
         )
     } else {
@@ -278,12 +289,12 @@ fn latency(scenario: &Scenario, events: usize, rate: f64) -> Result<Value> {
     }))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     sluice_connectors::generator::now_ms()
 }
 
 /// Peak resident set of this process (Linux `VmHWM`), 0 elsewhere.
-fn peak_rss_bytes() -> u64 {
+pub(crate) fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -297,7 +308,7 @@ fn peak_rss_bytes() -> u64 {
 }
 
 /// User plus system CPU time of this process so far (Linux), 0 elsewhere.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     // Fields 14 and 15 of /proc/self/stat, in clock ticks of 1/100 s
     // (USER_HZ, fixed at 100 on Linux); the command name (field 2) may
     // hold spaces, so count from its closing parenthesis.
