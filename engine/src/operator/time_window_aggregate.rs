@@ -426,8 +426,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_flush_interval_coalesces_updates_across_batches() {
+    /// COUNT(*) per key `K` over 1-second tumbling windows.
+    fn counting_operator(timing: WindowTiming) -> (SchemaRef, TimeWindowAggregate) {
         let input = schema(&["K", "ROWTIME", "ROWPARTITION", "ROWOFFSET"]);
         let output = schema(&[
             "K",
@@ -443,13 +443,7 @@ mod tests {
             .alias("C")
             .build()
             .expect("count");
-        let timing = WindowTiming {
-            grace_ms: 1_000,
-            retention_ms: 10_000,
-            emit: EmitMode::Changes,
-            flush_interval: Some(Duration::from_millis(40)),
-        };
-        let mut op = TimeWindowAggregate::new(
+        let op = TimeWindowAggregate::new(
             WindowType::Tumbling { size_ms: 1_000 },
             timing,
             vec![col("K", &input).expect("K")],
@@ -458,6 +452,18 @@ mod tests {
             output,
         )
         .expect("operator");
+        (input, op)
+    }
+
+    #[test]
+    fn a_flush_interval_coalesces_updates_across_batches() {
+        let timing = WindowTiming {
+            grace_ms: 1_000,
+            retention_ms: 10_000,
+            emit: EmitMode::Changes,
+            flush_interval: Some(Duration::from_millis(40)),
+        };
+        let (input, mut op) = counting_operator(timing);
         let log = ProcessingLog::default();
         let ctx = OperatorContext {
             query_id: "t",
@@ -500,36 +506,13 @@ mod tests {
     /// still be emitted once with its final count.
     #[test]
     fn a_window_expiring_within_a_batch_is_still_emitted() {
-        let input = schema(&["K", "ROWTIME", "ROWPARTITION", "ROWOFFSET"]);
-        let output = schema(&[
-            "K",
-            "C",
-            "ROWTIME",
-            "ROWPARTITION",
-            "ROWOFFSET",
-            "WINDOWSTART",
-            "WINDOWEND",
-        ]);
-        let count = AggregateExprBuilder::new(count_udaf(), vec![lit(1i64)])
-            .schema(input.clone())
-            .alias("C")
-            .build()
-            .expect("count");
         let timing = WindowTiming {
             grace_ms: 0,
             retention_ms: 1_000,
             emit: EmitMode::Changes,
             flush_interval: None,
         };
-        let mut op = TimeWindowAggregate::new(
-            WindowType::Tumbling { size_ms: 1_000 },
-            timing,
-            vec![col("K", &input).expect("K")],
-            vec![Arc::new(count)],
-            &input,
-            output,
-        )
-        .expect("operator");
+        let (input, mut op) = counting_operator(timing);
         let log = ProcessingLog::default();
         let ctx = OperatorContext {
             query_id: "t",
