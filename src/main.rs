@@ -208,6 +208,10 @@ fn serve(
     )
     .with_context(|| format!("creating the processing log topic {log_topic}"))?;
     ctx.runtime().observe(Arc::new(forwarder));
+    // And, as ksqlDB's `ksql.logging.processing.stream.auto.create` does, a
+    // stream over it, so the log can be queried (and the UI shows it).
+    ctx.execute(&processing_log_stream(&log_topic))
+        .map_err(|e| anyhow::anyhow!("creating KSQL_PROCESSING_LOG: {}", e.error))?;
     // Projections and push queries observe the runtime from the start, so
     // they see the output of every query loaded below.
     let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
@@ -232,6 +236,18 @@ fn serve(
     ctx.runtime().stop();
     let _ = driver.join();
     result.map_err(Into::into)
+}
+
+/// `KSQL_PROCESSING_LOG` over the processing-log topic, with the fields
+/// [`sluice_engine::processing_log::ProcessingLogTopic`] writes.
+fn processing_log_stream(topic: &str) -> String {
+    let error = "STRUCT<errorMessage STRING, record STRING, topic STRING, `partition` INT, \
+                 `offset` BIGINT, cause ARRAY<STRING>>";
+    format!(
+        "CREATE STREAM IF NOT EXISTS KSQL_PROCESSING_LOG (logger STRING, level STRING, `time` BIGINT, \
+         message STRUCT<`type` INT, deserializationError {error}, recordProcessingError {error}, \
+         serializationError {error}>) WITH (kafka_topic='{topic}', value_format='JSON');"
+    )
 }
 
 fn run_script(file: &PathBuf) -> Result<()> {

@@ -38,6 +38,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("agents.js", JS, include_str!("../ui/agents.js")),
     ("console.js", JS, include_str!("../ui/console.js")),
     ("projections.js", JS, include_str!("../ui/projections.js")),
+    (
+        "processing-log.js",
+        JS,
+        include_str!("../ui/processing-log.js"),
+    ),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

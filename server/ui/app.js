@@ -8,8 +8,11 @@ import * as analytics from './analytics.js';
 import * as agents from './agents.js';
 import * as consoleView from './console.js';
 import * as projections from './projections.js';
+import * as processingLog from './processing-log.js';
 
-const routes = { matches, match, leaderboards, analytics, agents, console: consoleView, projections };
+const routes = {
+  matches, match, leaderboards, analytics, agents, console: consoleView, projections, 'processing-log': processingLog,
+};
 const root = document.getElementById('view');
 let leave = null;
 

@@ -117,6 +117,7 @@ try {
     ['analytics', '#chart-matches-per-minute svg path'],
     ['agents', '#sessions tbody tr'],
     ['projections', 'main tbody tr'],
+    ['processing-log', '#log-latest tbody tr'],
   ]) {
     await step(`${view} renders`, async () => {
       await page.goto(`${base}/#/${view}`);

@@ -122,8 +122,13 @@ pub fn run_generator(
     let mut batches: BTreeMap<&'static str, Vec<(Partitioning, Record)>> = BTreeMap::new();
     loop {
         let elapsed = started.elapsed();
-        let finished =
-            stop.load(AtomicOrdering::Relaxed) || config.duration.is_some_and(|d| elapsed >= d);
+        // The backfill is written whole before the duration counts, so a
+        // short run still has all of its history; a stop interrupts it.
+        let backfilled = pending
+            .as_ref()
+            .is_some_and(|e| e.timestamp > wall_start_ms);
+        let finished = stop.load(AtomicOrdering::Relaxed)
+            || (backfilled && config.duration.is_some_and(|d| elapsed >= d));
         // Event time runs up to the wall clock; the scenario started
         // `backfill` earlier, so that history is written at once.
         let horizon = wall_start_ms + elapsed.as_millis() as i64;

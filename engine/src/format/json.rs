@@ -29,8 +29,14 @@ pub fn decode(columns: &[Column], bytes: &[u8], unwrap: bool) -> Result<Vec<Scal
         Value::Object(fields) => columns
             .iter()
             .map(|c| match lookup(fields, &c.name) {
-                Some(v) => coerce(v, &c.sql_type)
-                    .map_err(|e| EngineError::Serde(format!("{e} (field `{}`)", c.name))),
+                Some(v) => coerce(v, &c.sql_type).map_err(|e| {
+                    // Not `{e}`: that would say "serialization error" twice.
+                    let reason = match e {
+                        EngineError::Serde(reason) => reason,
+                        other => other.to_string(),
+                    };
+                    EngineError::Serde(format!("{reason} (field `{}`)", c.name))
+                }),
                 None => Ok(ScalarValue::try_new_null(&c.sql_type.to_arrow())?),
             })
             .collect(),
