@@ -8,6 +8,7 @@
 //! runs on its own thread, a reader measures when each result becomes
 //! visible in the output topic).
 
+mod chart;
 mod kafka;
 mod limit;
 mod scenarios;
@@ -50,6 +51,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw the results as SVG charts into this folder
+    /// (`throughput.svg` or `latency.svg`).
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -86,6 +91,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         print_result(&result);
         results.push(result);
+    }
+    if let Some(dir) = &args.charts {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (file, svg) = match (args.rate, &args.kafka) {
+            (Some(rate), _) => (
+                "latency.svg",
+                chart::latency(
+                    &results,
+                    &format!("End-to-end latency at {rate:.0} events/s (ms)"),
+                ),
+            ),
+            (None, Some(_)) => (
+                "kafka.svg",
+                chart::throughput(
+                    &results,
+                    "Through Kafka: events/s against raw rdkafka consume",
+                ),
+            ),
+            (None, None) => (
+                "throughput.svg",
+                chart::throughput(
+                    &results,
+                    "Events/s on one core, JSON in and out, against the raw decode limit",
+                ),
+            ),
+        };
+        let path = dir.join(file);
+        std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("chart: {}", path.display());
     }
     if let Some(path) = &args.json {
         let body = if results.len() == 1 {
