@@ -66,6 +66,16 @@ enum Command {
         /// Require this bearer token.
         #[arg(long)]
         auth_bearer: Option<String>,
+        /// Make the server durable here: executed statements are kept in
+        /// `DIR/catalog` and replayed at start, and every persistent query
+        /// checkpoints its state and source offsets under `DIR/<query id>`
+        /// and resumes from there after a restart or crash.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Milliseconds between a query's checkpoints (with --state-dir);
+        /// a crash reprocesses at most this much input.
+        #[arg(long, value_name = "MS", default_value_t = 5_000)]
+        checkpoint_interval: u64,
     },
 }
 
@@ -91,6 +101,8 @@ fn main() -> Result<()> {
             auth_bearer,
             kafka,
             service_id,
+            state_dir,
+            checkpoint_interval,
         } => {
             let auth = match (auth_basic, auth_bearer) {
                 (Some(basic), _) => {
@@ -114,16 +126,22 @@ fn main() -> Result<()> {
                 stream_row_limit: stream_rows,
                 auth,
             };
-            {
-                let topics = backend(kafka, service_id.clone())?;
-                serve(port, &queries, config, topics, &service_id)
-            }
+            let durability = state_dir.map(|dir| {
+                (
+                    dir,
+                    std::time::Duration::from_millis(checkpoint_interval.max(1)),
+                )
+            });
+            let topics = backend(kafka, service_id.clone())?;
+            serve(port, &queries, config, topics, &service_id, durability)
         }
     }
 }
 
 /// Executes every `.sql` file of `dir` in name order; a missing folder
-/// loads nothing.
+/// loads nothing. Statements whose effect a replayed catalog already holds
+/// (a `CREATE` of an existing source, an `INSERT INTO` identical to a
+/// running query) are skipped, so the folder can be loaded at every start.
 fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     if !dir.exists() {
         return Ok(0);
@@ -137,8 +155,11 @@ fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     for file in &files {
         let sql =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        ctx.execute(&sql).map_err(|e| script_error(file, &e))?;
-        tracing::info!("loaded {}", file.display());
+        let (_, skipped) = ctx.execute_new(&sql).map_err(|e| script_error(file, &e))?;
+        tracing::info!(
+            "loaded {} ({skipped} statement(s) already in the catalog)",
+            file.display()
+        );
     }
     Ok(files.len())
 }
@@ -167,6 +188,7 @@ fn serve(
     config: sluice_server::ServerConfig,
     topics: Arc<dyn sluice_engine::topic::TopicBackend>,
     service_id: &str,
+    durability: Option<(PathBuf, std::time::Duration)>,
 ) -> Result<()> {
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
     // Failed records also go to a topic, as ksqlDB's processing log does.
@@ -181,6 +203,15 @@ fn serve(
     // Projections and push queries observe the runtime from the start, so
     // they see the output of every query loaded below.
     let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
+    if let Some((dir, interval)) = &durability {
+        let replayed = ctx
+            .open_state_dir(dir, *interval)
+            .with_context(|| format!("restoring from the state directory {}", dir.display()))?;
+        eprintln!(
+            "sluice: {replayed} statement(s) replayed from {}",
+            dir.display()
+        );
+    }
     let loaded = load_queries(&ctx, queries)?;
     let driver = ctx
         .runtime()
@@ -189,10 +220,28 @@ fn serve(
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     eprintln!("sluice: {loaded} query file(s) loaded; ksqlDB REST API on http://{addr}");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let result = runtime.block_on(sluice_server::serve(addr, state));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            served = sluice_server::serve(addr, state) => served.map_err(anyhow::Error::from),
+            signal = shutdown_signal() => signal,
+        }
+    });
+    // The driver takes a last checkpoint of every query as it stops.
     ctx.runtime().stop();
     let _ = driver.join();
-    result.map_err(Into::into)
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so a stopped server checkpoints first.
+async fn shutdown_signal() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        c = tokio::signal::ctrl_c() => c.context("listening for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    eprintln!("sluice: stopping");
+    Ok(())
 }
 
 fn run_script(file: &PathBuf) -> Result<()> {

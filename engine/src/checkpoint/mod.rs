@@ -48,6 +48,9 @@ pub struct OperatorSnapshot {
     pub place: String,
     /// [`crate::operator::Operator::name`].
     pub kind: String,
+    /// The operator's output columns and types: a checkpoint restores only
+    /// into an operator that computes the same thing.
+    pub signature: String,
     pub parts: Vec<RecordBatch>,
 }
 
@@ -80,6 +83,7 @@ pub struct QueryCheckpoint {
 struct OperatorEntry {
     place: String,
     kind: String,
+    signature: String,
     /// File names inside the checkpoint directory, one per part.
     files: Vec<String>,
 }
@@ -204,6 +208,7 @@ impl CheckpointStore {
             operators.push(OperatorEntry {
                 place: op.place.clone(),
                 kind: op.kind.clone(),
+                signature: op.signature.clone(),
                 files,
             });
         }
@@ -277,6 +282,7 @@ impl CheckpointStore {
                 Ok(OperatorSnapshot {
                     place: op.place.clone(),
                     kind: op.kind.clone(),
+                    signature: op.signature.clone(),
                     parts: op
                         .files
                         .iter()

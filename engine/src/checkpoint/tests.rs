@@ -30,6 +30,7 @@ fn checkpoint(marker: i64) -> QueryCheckpoint {
         operators: vec![OperatorSnapshot {
             place: "final.0".into(),
             kind: "GroupAggregate".into(),
+            signature: "K Int64".into(),
             parts: vec![batch.clone(), batch.slice(0, 0)],
         }],
         offsets: vec![SourceOffsets {

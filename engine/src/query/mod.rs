@@ -313,6 +313,7 @@ impl PersistentQuery {
     pub fn checkpoint(&mut self) -> Result<QueryCheckpoint> {
         let mut operators = Vec::new();
         for (place, op) in self.places() {
+            let signature = op.signature();
             let (kind, parts) = match op {
                 Place::Operator(op) => (op.name(), op.snapshot()?),
                 Place::Join(join) => (join.name(), join.snapshot()?),
@@ -320,6 +321,7 @@ impl PersistentQuery {
             operators.push(OperatorSnapshot {
                 place,
                 kind: kind.to_string(),
+                signature,
                 parts,
             });
         }
@@ -381,10 +383,20 @@ impl PersistentQuery {
                     snapshot.kind, snapshot.place
                 )));
             }
-            match op {
-                Place::Operator(op) => op.restore(snapshot.parts)?,
-                Place::Join(join) => join.restore(snapshot.parts)?,
+            let signature = op.signature();
+            if snapshot.signature != signature {
+                return Err(EngineError::Checkpoint(format!(
+                    "query {id}: {kind} {place} of the checkpoint computes ({}), the query's computes ({signature}): the query changed since",
+                    snapshot.signature
+                )));
             }
+            let restored = match op {
+                Place::Operator(op) => op.restore(snapshot.parts),
+                Place::Join(join) => join.restore(snapshot.parts),
+            };
+            restored.map_err(|e| {
+                EngineError::Checkpoint(format!("query {id}: restoring {kind} {place}: {e}"))
+            })?;
         }
         if let Some(extra) = snapshots.next() {
             return Err(EngineError::Checkpoint(format!(
@@ -548,6 +560,22 @@ impl PersistentQuery {
 enum Place<'a> {
     Operator(&'a mut dyn Operator),
     Join(&'a mut dyn JoinOperator),
+}
+
+impl Place<'_> {
+    /// The output columns and their types, `NAME Type, ...`.
+    fn signature(&self) -> String {
+        let schema = match self {
+            Place::Operator(op) => op.output_schema(),
+            Place::Join(join) => join.output_schema(),
+        };
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Runs `batch` through `operators`.
