@@ -255,20 +255,61 @@ fn projections_are_exact_after_three_sigkills() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    // Kill points spread over the run: when the projection has counted a
+    // random share of the events, plus a random delay (so the kill lands
+    // anywhere between two checkpoints).
+    let mut targets: Vec<i64> = (0..kills)
+        .map(|_| (events as f64 * (0.05 + (rng.next() % 850) as f64 / 1_000.0)) as i64)
+        .collect();
+    targets.sort_unstable();
     let mut server = start(&bootstrap, &work, 0);
-    for run in 1..=kills {
-        std::thread::sleep(rng.millis(2_000, 7_000));
+    // The server creates the sink topics as it runs the queries.
+    let created = Instant::now();
+    while ["TOTALS", "PER_MINUTE"]
+        .iter()
+        .any(|t| topics.describe_topic(t).is_none())
+    {
+        assert!(
+            created.elapsed() < Duration::from_secs(60),
+            "no sink topics\n{}",
+            logs(&work)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut totals = Projection::open(&topics, "TOTALS");
+    let mut windows = Projection::open(&topics, "PER_MINUTE");
+    for (run, target) in (1..).zip(targets) {
+        let mut last_progress = (Instant::now(), 0);
+        loop {
+            totals.catch_up();
+            if totals.games() >= target {
+                break;
+            }
+            if totals.records != last_progress.1 {
+                last_progress = (Instant::now(), totals.records);
+            }
+            assert!(
+                last_progress.0.elapsed() < Duration::from_secs(60),
+                "no progress for a minute before kill {run}\n{}",
+                logs(&work)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(rng.millis(0, 1_500));
         // Child::kill is SIGKILL: no shutdown, no last checkpoint.
         drop(server);
-        eprintln!("killed run {} at {:?}", run - 1, began.elapsed());
+        eprintln!(
+            "killed run {} at {:?}, {} events counted",
+            run - 1,
+            began.elapsed(),
+            totals.games()
+        );
         server = start(&bootstrap, &work, run);
     }
     producer.join().expect("producer");
-    eprintln!("input produced at {:?}", began.elapsed());
+    eprintln!("input produced by {:?}", began.elapsed());
 
     let (want_totals, want_windows) = expected(events);
-    let mut totals = Projection::open(&topics, "TOTALS");
-    let mut windows = Projection::open(&topics, "PER_MINUTE");
     // Done when every event is counted; stuck (and compared, to show how)
     // when the sink topics get nothing new for a minute.
     let mut last_change = Instant::now();
