@@ -119,6 +119,16 @@ fn transient(code: RDKafkaErrorCode) -> bool {
             | C::Fatal
             | C::PurgeQueue
             | C::PurgeInflight
+    ) || fences(code)
+}
+
+/// Errors after which the producer's identity is no longer accepted: a
+/// new producer (a new producer id) sends the records again.
+fn fences(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::ProducerFenced | C::InvalidProducerEpoch | C::UnknownProducerId
     )
 }
 
@@ -399,8 +409,13 @@ impl TopicBackend for KafkaTopics {
                 pending.len()
             );
             let fatal = self.producer.lock().client().fatal_error();
-            if let Some((code, reason)) = fatal {
-                tracing::warn!("Kafka: the producer failed ({code}: {reason}); replacing it");
+            let fenced = failed
+                .iter()
+                .any(|(_, e)| e.rdkafka_error_code().is_some_and(fences));
+            if fatal.is_some() || fenced {
+                let (code, reason) =
+                    fatal.unwrap_or((RDKafkaErrorCode::ProducerFenced, String::new()));
+                tracing::warn!("Kafka: the producer failed ({code} {reason}); replacing it");
                 *self.producer.lock() = self.config.producer()?;
             }
             std::thread::sleep(backoff);
