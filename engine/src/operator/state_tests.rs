@@ -12,14 +12,14 @@ use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::functions_aggregate::array_agg::array_agg_udaf;
-use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::functions_aggregate::first_last::first_value_udaf;
 use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::{AggregateUDF, Operator as BinOp};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
-use datafusion::physical_expr::expressions::{BinaryExpr, cast, col, lit};
+use datafusion::physical_expr::expressions::{BinaryExpr, col, lit};
 
 use super::filter::Filter;
 use super::foreign_key_join::ForeignKeyJoin;
@@ -97,19 +97,14 @@ fn aggregate(
     )
 }
 
-/// COUNT(*), SUM(V), AVG(V), MAX(V) and ARRAY_AGG(V): plain, two-field
-/// and list-valued accumulator states.
+/// COUNT(*), SUM(V), FIRST_VALUE(V), MAX(V) and ARRAY_AGG(V): plain,
+/// two-field and list-valued accumulator states.
 fn aggregates(input: &SchemaRef) -> (Vec<Arc<AggregateFunctionExpr>>, Vec<Field>) {
     let v = col("V", input).expect("V");
     let aggregates = vec![
         aggregate(count_udaf(), vec![lit(1i64)], input, "C"),
         aggregate(sum_udaf(), vec![v.clone()], input, "S"),
-        aggregate(
-            avg_udaf(),
-            vec![cast(v.clone(), input, DataType::Float64).expect("cast")],
-            input,
-            "A",
-        ),
+        aggregate(first_value_udaf(), vec![v.clone()], input, "F"),
         aggregate(max_udaf(), vec![v.clone()], input, "M"),
         aggregate(array_agg_udaf(), vec![v], input, "L"),
     ];
