@@ -73,13 +73,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         );
         Ok(())
     };
-    crate::serve(
+    let options = crate::ServeOptions {
         port,
-        &args.queries,
-        sluice_server::ServerConfig::default(),
-        topics,
-        &service_id,
-        None,
-        generators,
-    )
+        queries: args.queries.clone(),
+        config: sluice_server::ServerConfig::default(),
+        tls: None,
+        durability: None,
+    };
+    crate::serve(options, topics, &service_id, generators)
 }

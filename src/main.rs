@@ -82,6 +82,16 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Make the server durable here: executed statements are kept in
+        /// `DIR/catalog` and replayed at start, and every persistent query
+        /// checkpoints its state and source offsets under `DIR/<query id>`
+        /// and resumes from there after a restart or crash.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Milliseconds between a query's checkpoints (with --state-dir);
+        /// a crash reprocesses at most this much input.
+        #[arg(long, value_name = "MS", default_value_t = 5_000)]
+        checkpoint_interval: u64,
     },
 }
 
@@ -112,6 +122,8 @@ fn main() -> Result<()> {
             service_id,
             tls_cert,
             tls_key,
+            state_dir,
+            checkpoint_interval,
         } => {
             let auth = match (auth_basic, auth_bearer) {
                 (Some(basic), _) => {
@@ -140,16 +152,29 @@ fn main() -> Result<()> {
                 (Some(cert), Some(key)) => Some(sluice_server::tls::load(&cert, &key)?),
                 _ => None,
             };
-            {
-                let topics = backend(kafka, service_id.clone())?;
-                serve(port, &queries, config, topics, &service_id, tls, |_| Ok(()))
-            }
+            let durability = state_dir.map(|dir| {
+                (
+                    dir,
+                    std::time::Duration::from_millis(checkpoint_interval.max(1)),
+                )
+            });
+            let topics = backend(kafka, service_id.clone())?;
+            let options = ServeOptions {
+                port,
+                queries,
+                config,
+                tls,
+                durability,
+            };
+            serve(options, topics, &service_id, |_| Ok(()))
         }
     }
 }
 
 /// Executes every `.sql` file of `dir` in name order; a missing folder
-/// loads nothing.
+/// loads nothing. Statements whose effect a replayed catalog already holds
+/// (a `CREATE` of an existing source, an `INSERT INTO` identical to a
+/// running query) are skipped, so the folder can be loaded at every start.
 fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     if !dir.exists() {
         return Ok(0);
@@ -163,8 +188,11 @@ fn load_queries(ctx: &KsqlContext, dir: &std::path::Path) -> Result<usize> {
     for file in &files {
         let sql =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        ctx.execute(&sql).map_err(|e| script_error(file, &e))?;
-        tracing::info!("loaded {}", file.display());
+        let (_, skipped) = ctx.execute_new(&sql).map_err(|e| script_error(file, &e))?;
+        tracing::info!(
+            "loaded {} ({skipped} statement(s) already in the catalog)",
+            file.display()
+        );
     }
     Ok(files.len())
 }
@@ -189,15 +217,30 @@ fn backend(
 
 /// Runs the server until it stops; `started` runs once the queries are
 /// loaded and the engine runs (the demo starts its generators there).
-fn serve(
+/// How `serve` runs, besides where its topics are.
+struct ServeOptions {
     port: u16,
-    queries: &std::path::Path,
+    queries: PathBuf,
     config: sluice_server::ServerConfig,
+    tls: Option<Arc<sluice_server::rustls::ServerConfig>>,
+    /// The state directory and the checkpoint interval.
+    durability: Option<(PathBuf, std::time::Duration)>,
+}
+
+fn serve(
+    options: ServeOptions,
     topics: Arc<dyn sluice_engine::topic::TopicBackend>,
     service_id: &str,
-    tls: Option<Arc<sluice_server::rustls::ServerConfig>>,
     started: impl FnOnce(&Arc<KsqlContext>) -> Result<()>,
 ) -> Result<()> {
+    let ServeOptions {
+        port,
+        queries,
+        config,
+        tls,
+        durability,
+    } = options;
+    let queries = queries.as_path();
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
     // Failed records also go to a topic, as ksqlDB's processing log does.
     let log_topic = format!("{service_id}ksql_processing_log");
@@ -215,6 +258,15 @@ fn serve(
     // Projections and push queries observe the runtime from the start, so
     // they see the output of every query loaded below.
     let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
+    if let Some((dir, interval)) = &durability {
+        let replayed = ctx
+            .open_state_dir(dir, *interval)
+            .with_context(|| format!("restoring from the state directory {}", dir.display()))?;
+        eprintln!(
+            "sluice: {replayed} statement(s) replayed from {}",
+            dir.display()
+        );
+    }
     let loaded = load_queries(&ctx, queries)?;
     let driver = ctx
         .runtime()
@@ -228,14 +280,33 @@ fn serve(
     );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async {
-        match tls {
-            Some(tls) => sluice_server::serve_tls(addr, state, tls).await,
-            None => sluice_server::serve(addr, state).await,
+        let served = async {
+            match tls {
+                Some(tls) => sluice_server::serve_tls(addr, state, tls).await,
+                None => sluice_server::serve(addr, state).await,
+            }
+        };
+        tokio::select! {
+            served = served => served.map_err(anyhow::Error::from),
+            signal = shutdown_signal() => signal,
         }
     });
+    // The driver takes a last checkpoint of every query as it stops.
     ctx.runtime().stop();
     let _ = driver.join();
-    result.map_err(Into::into)
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so a stopped server checkpoints first.
+async fn shutdown_signal() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        c = tokio::signal::ctrl_c() => c.context("listening for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    eprintln!("sluice: stopping");
+    Ok(())
 }
 
 /// `KSQL_PROCESSING_LOG` over the processing-log topic, with the fields

@@ -20,6 +20,9 @@ pub enum EngineError {
     Plan(String),
     #[error("{0}")]
     Execution(String),
+    /// A checkpoint could not be written or read back.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
     #[error(transparent)]

@@ -4,12 +4,14 @@
 //! has been planned: the [`topic`] traits that connectors implement, the
 //! [`format`]s that turn topic bytes into Arrow batches and back, the
 //! [`operator`]s that run over those batches, and the [`query`] runtime that
-//! drives a persistent query from its source topic to its sink topic.
+//! drives a persistent query from its source topic to its sink topic, with
+//! [`checkpoint`]s that let it resume exactly after a crash.
 //!
 //! It knows nothing of SQL text, HTTP or Kafka: the `sluice-sql` crate
 //! builds [`query::QueryPlan`]s, connectors provide [`topic::TopicBackend`]s.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod error;
 pub mod format;
 pub mod operator;

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::checkpoint::{CheckpointConfig, CheckpointStore};
+use crate::error::Result;
 use crate::processing_log::ProcessingLog;
 use crate::query::{PersistentQuery, QueryState};
 use crate::topic::TopicBackend;
@@ -37,6 +39,8 @@ pub struct Runtime {
     batch_size: usize,
     stopping: AtomicBool,
     observers: Mutex<Vec<Arc<dyn StepObserver>>>,
+    /// Set when persistent queries are durable.
+    checkpoints: Mutex<Option<CheckpointConfig>>,
 }
 
 impl Runtime {
@@ -48,6 +52,41 @@ impl Runtime {
             batch_size: batch_size.max(1),
             stopping: AtomicBool::new(false),
             observers: Mutex::new(Vec::new()),
+            checkpoints: Mutex::new(None),
+        }
+    }
+
+    /// Makes persistent queries added from now on durable: each restores
+    /// its newest checkpoint under `config.dir` and writes new ones every
+    /// `config.interval` (and when the runtime stops).
+    pub fn enable_checkpoints(&self, config: CheckpointConfig) {
+        *self.checkpoints.lock() = Some(config);
+    }
+
+    pub fn checkpoint_config(&self) -> Option<CheckpointConfig> {
+        self.checkpoints.lock().clone()
+    }
+
+    /// Adds a persistent query: with checkpoints enabled it first resumes
+    /// from its newest checkpoint, and fails if that checkpoint cannot be
+    /// restored (starting over would count its input twice).
+    pub fn add_persistent(&self, mut query: PersistentQuery) -> Result<()> {
+        if let Some(config) = self.checkpoint_config() {
+            let store = CheckpointStore::open(&config.dir, query.id())?;
+            if query.enable_checkpoints(store, config.interval)? {
+                tracing::info!(query = %query.id(), "resumed from its checkpoint");
+            }
+        }
+        self.add(query);
+        Ok(())
+    }
+
+    /// Checkpoints every durable query now (on a clean shutdown).
+    pub fn checkpoint_all(&self) {
+        for q in self.queries.lock().iter_mut() {
+            if let Err(e) = q.write_checkpoint() {
+                tracing::error!(query = %q.id(), "checkpoint failed: {e}");
+            }
         }
     }
 
@@ -63,12 +102,20 @@ impl Runtime {
         self.queries.lock().push(query);
     }
 
-    /// Stops and removes a query; false if there was none with that id.
+    /// Stops and removes a query, forgetting its checkpoints (it will not
+    /// resume); false if there was none with that id.
     pub fn remove(&self, id: &str) -> bool {
         let mut queries = self.queries.lock();
-        let before = queries.len();
-        queries.retain(|q| q.id() != id);
-        queries.len() != before
+        let Some(at) = queries.iter().position(|q| q.id() == id) else {
+            return false;
+        };
+        let query = queries.remove(at);
+        if let Some(store) = query.checkpoint_store()
+            && let Err(e) = store.delete()
+        {
+            tracing::warn!(query = %id, "deleting its checkpoints: {e}");
+        }
+        true
     }
 
     /// The state of every query, by id.
@@ -102,6 +149,12 @@ impl Runtime {
             let mut queries = self.queries.lock();
             for q in queries.iter_mut() {
                 total += q.poll_once(self.batch_size);
+                // Between polls state, offsets and output agree.
+                if q.checkpoint_due()
+                    && let Err(e) = q.write_checkpoint()
+                {
+                    tracing::error!(query = %q.id(), "checkpoint failed: {e}");
+                }
             }
         }
         // Cloned so an observer may add queries (a push query starting)
@@ -129,6 +182,7 @@ impl Runtime {
                         runtime.backend.wait_for_data(Duration::from_millis(50));
                     }
                 }
+                runtime.checkpoint_all();
             })
     }
 

@@ -84,7 +84,7 @@ pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value
                     field
                 })
                 .collect();
-            json!({
+            let mut description = json!({
                 "@type": "sourceDescription",
                 "statementText": statement,
                 "sourceDescription": {
@@ -100,9 +100,15 @@ pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value
                     "partitions": d.partitions.unwrap_or(0),
                     "statement": d.source.sql,
                     "windowType": null,
+                    "extended": d.delivery.is_some(),
                 },
                 "warnings": [],
-            })
+            });
+            // DESCRIBE ... EXTENDED: what a crash does to this source's data.
+            if let Some(delivery) = &d.delivery {
+                description["sourceDescription"]["deliveryGuarantee"] = json!(delivery);
+            }
+            description
         }
         StatementResult::Functions(functions) => json!({
             "@type": "function_names",

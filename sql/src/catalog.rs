@@ -100,6 +100,12 @@ impl Catalog {
         format!("{prefix}_{n}")
     }
 
+    /// Makes the next query id take number `n` (a replayed statement gets
+    /// the id it had).
+    pub fn set_next_query_number(&mut self, n: u64) {
+        self.next_query_number = n;
+    }
+
     pub fn put_query(&mut self, query: QueryInfo) {
         self.queries.insert(query.id.clone(), query);
     }

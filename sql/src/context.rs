@@ -6,8 +6,10 @@
 //! the catalog, topics and queries as they were.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
@@ -35,6 +37,7 @@ use crate::parser::{
 };
 use crate::planner::PlanContext;
 use crate::planner::expr::{ExprPlanner, Scope};
+use crate::statement_log::{LoggedStatement, StatementLog};
 use crate::{not_supported, statement_err};
 
 /// Property switching on ksqlDB's newer planner rules for key columns.
@@ -78,6 +81,9 @@ pub struct SourceDescription {
     pub readers: Vec<String>,
     pub writers: Vec<String>,
     pub partitions: Option<u32>,
+    /// `DESCRIBE ... EXTENDED` only: the delivery guarantee in force for
+    /// what the queries writing this source produce.
+    pub delivery: Option<String>,
 }
 
 /// A running push query: its result rows are written to `sink.topic`
@@ -109,7 +115,16 @@ pub struct KsqlContext {
     state: SessionState,
     functions: FunctionRegistry,
     properties: Mutex<BTreeMap<String, String>>,
+    /// Where executed statements are persisted, once a state directory
+    /// is open.
+    statement_log: Mutex<Option<StatementLog>>,
+    /// Set while the statement log is replayed: statements are not logged
+    /// again and leave topics alone where they would delete them.
+    replaying: AtomicBool,
 }
+
+/// The statement log's file inside a state directory.
+pub const CATALOG_FILE: &str = "catalog";
 
 impl KsqlContext {
     pub fn new(runtime: Arc<Runtime>) -> Self {
@@ -121,7 +136,156 @@ impl KsqlContext {
             state,
             functions,
             properties: Mutex::new(BTreeMap::new()),
+            statement_log: Mutex::new(None),
+            replaying: AtomicBool::new(false),
         }
+    }
+
+    /// Makes this context durable in `dir`: persistent queries checkpoint
+    /// under it every `checkpoint_interval`, and the statements that were
+    /// executed there before (its `catalog` file) are replayed, so streams,
+    /// tables and queries come back with their query ids and each query
+    /// resumes from its newest checkpoint. Statements executed from now on
+    /// are appended to the log. Returns how many statements were replayed.
+    ///
+    /// Call it on a fresh context, before executing anything else.
+    pub fn open_state_dir(&self, dir: &Path, checkpoint_interval: Duration) -> Result<usize> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            SqlError::Statement(format!("creating state directory {}: {e}", dir.display()))
+        })?;
+        self.runtime
+            .enable_checkpoints(sluice_engine::checkpoint::CheckpointConfig {
+                dir: dir.to_path_buf(),
+                interval: checkpoint_interval,
+            });
+        let (log, statements) = StatementLog::open(&dir.join(CATALOG_FILE))?;
+        self.replaying.store(true, Ordering::SeqCst);
+        let replayed = self.replay(&statements);
+        self.replaying.store(false, Ordering::SeqCst);
+        *self.statement_log.lock() = Some(log);
+        replayed
+    }
+
+    fn replay(&self, statements: &[LoggedStatement]) -> Result<usize> {
+        for (n, logged) in statements.iter().enumerate() {
+            // Query ids count all queries ever started: give the replayed
+            // statement the number it had, so it finds its checkpoints.
+            if let Some(number) = logged
+                .query_id
+                .as_deref()
+                .and_then(|id| id.rsplit_once('_'))
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+            {
+                self.catalog.lock().set_next_query_number(number);
+            }
+            let parsed = parse_statements(&logged.sql)?;
+            for statement in &parsed {
+                let result = self.execute_statement(statement).map_err(|e| {
+                    SqlError::Statement(format!(
+                        "replaying statement {} of the catalog ({}): {e}",
+                        n + 1,
+                        statement.text
+                    ))
+                })?;
+                if let (StatementResult::QueryStarted { query_id, .. }, Some(expected)) =
+                    (&result, &logged.query_id)
+                    && query_id != expected
+                {
+                    return statement_err!(
+                        "replaying the catalog: '{}' started query {query_id}, not {expected}",
+                        statement.text
+                    );
+                }
+            }
+        }
+        Ok(statements.len())
+    }
+
+    /// Whether a statement changes what a restart must rebuild.
+    fn is_persisted(statement: &Statement) -> bool {
+        matches!(
+            statement,
+            Statement::CreateSource(_)
+                | Statement::CreateAsSelect(_)
+                | Statement::InsertInto { .. }
+                | Statement::Drop { .. }
+                | Statement::Terminate { .. }
+                | Statement::SetProperty { .. }
+                | Statement::UnsetProperty { .. }
+        )
+    }
+
+    /// Appends an executed statement to the log, if one is open.
+    fn persist(&self, parsed: &ParsedStatement, result: &StatementResult) -> Result<()> {
+        if self.replaying.load(Ordering::SeqCst) || !Self::is_persisted(&parsed.statement) {
+            return Ok(());
+        }
+        let log = self.statement_log.lock();
+        let Some(log) = log.as_ref() else {
+            return Ok(());
+        };
+        let query_id = match result {
+            StatementResult::QueryStarted { query_id, .. } => Some(query_id.clone()),
+            _ => None,
+        };
+        log.append(&LoggedStatement {
+            sql: parsed.text.clone(),
+            query_id,
+        })
+        .map_err(|e| {
+            SqlError::Statement(format!(
+                "the statement took effect but could not be persisted, so a restart would lose it: {e}"
+            ))
+        })
+    }
+
+    /// Executes a script like [`Self::execute`], skipping the statements
+    /// whose effect the catalog already holds: a `CREATE` of a source that
+    /// exists, an `INSERT INTO ... SELECT` identical to a running query's.
+    /// For scripts run at every start (`serve --queries`) on top of a
+    /// replayed catalog. Returns the results and how many were skipped.
+    pub fn execute_new(&self, sql: &str) -> Result<(Vec<StatementResult>, usize), StatementError> {
+        let statements = parse_statements(sql).map_err(|error| {
+            let (line, column) = match &error {
+                SqlError::Syntax { line, column, .. } => (*line, *column),
+                _ => (0, 0),
+            };
+            StatementError {
+                statement: sql.trim().to_string(),
+                line,
+                column,
+                error,
+            }
+        })?;
+        let mut results = Vec::new();
+        let mut skipped = 0;
+        for parsed in statements {
+            let applied = {
+                let catalog = self.catalog.lock();
+                match &parsed.statement {
+                    Statement::CreateSource(c) => catalog.source(&c.name).is_some(),
+                    Statement::CreateAsSelect(c) => catalog.source(&c.name).is_some(),
+                    Statement::InsertInto { .. } => catalog
+                        .queries()
+                        .any(|q| q.sql.trim() == parsed.text.trim()),
+                    _ => false,
+                }
+            };
+            if applied {
+                skipped += 1;
+                continue;
+            }
+            let result = self
+                .execute_statement(&parsed)
+                .map_err(|error| StatementError {
+                    statement: parsed.text.clone(),
+                    line: parsed.line,
+                    column: parsed.column,
+                    error,
+                })?;
+            results.push(result);
+        }
+        Ok((results, skipped))
     }
 
     /// A context on `backend` with a fresh runtime whose queries poll
@@ -211,6 +375,12 @@ impl KsqlContext {
     }
 
     pub fn execute_statement(&self, parsed: &ParsedStatement) -> Result<StatementResult> {
+        let result = self.apply_statement(parsed)?;
+        self.persist(parsed, &result)?;
+        Ok(result)
+    }
+
+    fn apply_statement(&self, parsed: &ParsedStatement) -> Result<StatementResult> {
         match &parsed.statement {
             Statement::CreateSource(create) => self.create_source(create, &parsed.text),
             Statement::CreateAsSelect(create) => self.create_as_select(create, &parsed.text),
@@ -234,7 +404,7 @@ impl KsqlContext {
                 delete_topic,
             } => self.drop_source(*kind, name, *if_exists, *delete_topic),
             Statement::Show { kind, extended: _ } => self.show(*kind),
-            Statement::Describe { name, extended: _ } => self.describe(name),
+            Statement::Describe { name, extended } => self.describe(name, *extended),
             Statement::DescribeFunction { name } => {
                 match self.functions.names().into_iter().find(|(n, _)| n == name) {
                     Some(f) => Ok(StatementResult::Functions(vec![f])),
@@ -541,7 +711,7 @@ impl KsqlContext {
         sink: &DataSource,
     ) -> Result<()> {
         let query = self.attach_query(query_id, planned, sink)?;
-        self.runtime.add(query);
+        self.runtime.add_persistent(query)?;
         Ok(())
     }
 
@@ -873,7 +1043,9 @@ impl KsqlContext {
             );
         }
         catalog.remove_source(name);
-        if delete_topic {
+        // A replayed DROP leaves the topic as it is now: it was deleted
+        // when the statement first ran, and may hold a newer source's data.
+        if delete_topic && !self.replaying.load(Ordering::SeqCst) {
             self.runtime.backend().delete_topic(&source.topic)?;
         }
         Ok(StatementResult::Status {
@@ -921,7 +1093,7 @@ impl KsqlContext {
         })
     }
 
-    fn describe(&self, name: &str) -> Result<StatementResult> {
+    fn describe(&self, name: &str, extended: bool) -> Result<StatementResult> {
         let catalog = self.catalog.lock();
         let Some(source) = catalog.source(name).cloned() else {
             return statement_err!("Could not find STREAM/TABLE '{name}' in the Metastore");
@@ -932,12 +1104,35 @@ impl KsqlContext {
             .backend()
             .describe_topic(&source.topic)
             .map(|t| t.partitions);
+        let delivery = extended.then(|| self.delivery_guarantee(&source, &writers));
         Ok(StatementResult::Description(SourceDescription {
             source,
             readers,
             writers,
             partitions,
+            delivery,
         }))
+    }
+
+    /// What a crash does to the output of the queries writing `source`.
+    fn delivery_guarantee(&self, source: &DataSource, writers: &[String]) -> String {
+        if writers.is_empty() {
+            return format!(
+                "no query writes {}: it holds what producers write to topic '{}'",
+                source.name, source.topic
+            );
+        }
+        match self.runtime.checkpoint_config() {
+            Some(config) => format!(
+                "projection: exactly-once (operator state and source offsets are checkpointed together every {} ms and restored after a crash; re-emitted rows are identical and replace themselves); topic '{}': at-least-once (no Kafka transactions: rows emitted after the last checkpoint are written again after a crash)",
+                config.interval.as_millis(),
+                source.topic
+            ),
+            None => format!(
+                "projection and topic '{}': no recovery (no state directory: a restart loses the catalog, and queries re-created by hand reprocess their input from the beginning)",
+                source.topic
+            ),
+        }
     }
 
     fn terminate(&self, query_id: Option<&str>) -> Result<StatementResult> {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod functions;
 pub mod parser;
 pub mod planner;
+pub mod statement_log;
 
 pub use context::{KsqlContext, StatementError, StatementResult, TransientQuery};
 pub use error::{Result, SqlError};

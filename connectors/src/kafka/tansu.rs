@@ -76,6 +76,12 @@ impl TansuBroker {
         Err("tansu did not accept connections within 30 s".into())
     }
 
+    /// The broker's process id, for tests that pause it (SIGSTOP) to
+    /// stage an outage without losing its in-memory data.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -89,3 +89,34 @@ fn records_round_trip_with_kafka_partitioning() {
     assert!(again.iter().all(|r| r.partition == partition));
     assert_eq!(again.first().map(|r| r.offset), Some(0));
 }
+
+#[test]
+fn a_consumer_sought_into_a_batch_reads_from_that_record_on() {
+    let (_broker, topics) = connect();
+    topics.create_topic("batched", 1, 1).expect("created");
+    // One produce call: the records travel in few, large batches.
+    let records: Vec<(Partitioning, Record)> = (0..1_000)
+        .map(|i| {
+            (
+                Partitioning::Explicit(0),
+                record("k", Some(&format!("{i}")), 1_000 + i),
+            )
+        })
+        .collect();
+    topics.produce("batched", records).expect("produced");
+    for start in [0, 1, 37, 500, 999] {
+        let mut consumer = topics.consumer("batched").expect("consumer");
+        consumer.seek(0, start).expect("seek");
+        let mut offsets = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while offsets.len() < (1_000 - start) as usize && std::time::Instant::now() < deadline {
+            offsets.extend(consumer.poll(1_000).expect("poll").iter().map(|r| r.offset));
+        }
+        assert_eq!(
+            offsets,
+            (start..1_000).collect::<Vec<_>>(),
+            "reading from offset {start}"
+        );
+        assert_eq!(consumer.positions(), vec![(0, 1_000)]);
+    }
+}

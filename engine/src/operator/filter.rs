@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, BooleanBuilder};
+use datafusion::arrow::array::{Array, BooleanArray, BooleanBuilder, RecordBatch};
 use datafusion::arrow::compute::prep_null_mask_filter;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{Operator, OperatorContext, evaluate_isolating_errors};
+use super::{Operator, OperatorContext, evaluate_isolating_errors, state};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 
@@ -87,6 +87,10 @@ impl Operator for Filter {
         self.schema.clone()
     }
 
+    fn state_rows(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| t.present.len())
+    }
+
     fn process(&mut self, input: ChangeBatch, ctx: &OperatorContext) -> Result<ChangeBatch> {
         let result = evaluate_isolating_errors(&self.predicate, &input.data, ctx)?;
         let passed = result
@@ -136,5 +140,25 @@ impl Operator for Filter {
         }
         let marked = ChangeBatch::with_tombstones(input.data, tombstone.finish());
         marked.filter(&keep.finish())
+    }
+
+    /// A table filter keeps the keys whose row passed: `key0`, `key1`...
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let Some(table) = &self.table else {
+            return Ok(Vec::new());
+        };
+        let columns = state::key_columns(&table.converter, table.present.iter(), "key")?;
+        Ok(vec![state::batch(columns, table.present.len())?])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let Some(table) = &mut self.table else {
+            return super::no_state("Filter", &parts);
+        };
+        let [keys] = state::expect_parts::<1>("Filter", parts)?;
+        let columns = state::numbered(&keys, "key");
+        let rows = table.converter.convert_columns(&columns)?;
+        table.present = rows.iter().map(|r| r.owned()).collect();
+        Ok(())
     }
 }

@@ -10,15 +10,16 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
 
 use super::join_rows::{
-    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, side_time,
+    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, restore_rows,
+    side_time,
 };
-use super::{JoinOperator, OperatorContext};
+use super::{JoinOperator, OperatorContext, state};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 
@@ -230,5 +231,40 @@ impl JoinOperator for ForeignKeyJoin {
                 Ok(result)
             }
         }
+    }
+
+    /// Two parts: the current left rows and the current right rows, each
+    /// in its side's layout; the foreign-key index is rebuilt from them.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let left: Vec<RowRef> = self.left_rows.values().map(|l| l.row).collect();
+        let right: Vec<RowRef> = self.right_rows.values().copied().collect();
+        Ok(vec![
+            self.left.snapshot(&left)?,
+            self.right.snapshot(&right)?,
+        ])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [left, right] = state::expect_parts::<2>("ForeignKeyJoin", parts)?;
+        let pks = self.left_keys(&ChangeBatch::new(left.clone()))?;
+        let restored = restore_rows(&mut self.left, &self.encoder, left)?;
+        for (pk, (row, foreign_key)) in pks.into_iter().zip(restored) {
+            if let Some(f) = &foreign_key {
+                self.referencing
+                    .entry(f.clone())
+                    .or_default()
+                    .insert(pk.clone());
+            }
+            self.left_rows.insert(pk, LeftRow { row, foreign_key });
+        }
+        for (r, key) in restore_rows(&mut self.right, &self.encoder, right)? {
+            match key {
+                Some(key) => {
+                    self.right_rows.insert(key, r);
+                }
+                None => self.right.release(r),
+            }
+        }
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 // default hasher is much faster than std's.
 use datafusion::common::HashMap;
 
+use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -26,9 +27,10 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use super::accumulators::{
     AggregateSet, EmittedRow, EvaluatedInput, build_output, group_key_converter, skip_row,
 };
+use super::state::{self, AccumulatorStates};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
 /// Grouped aggregation. Output columns: the group keys, the aggregate
 /// results, then `ROWTIME`, `ROWPARTITION`, `ROWOFFSET`.
@@ -210,5 +212,108 @@ impl Operator for GroupAggregate {
             self.aggregates.aggregates.len(),
             out,
         )
+    }
+
+    /// Two parts: the groups (`key0..`, `rowtime`, accumulator states
+    /// `agg{i}.{j}`), and for table input the current row of every source
+    /// key (`src0..`, its group `key0..`, its arguments `arg{i}.{j}`).
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let mut keys = Vec::with_capacity(self.groups.len());
+        let mut rowtimes = Vec::with_capacity(self.groups.len());
+        let mut states = AccumulatorStates::default();
+        for (key, group) in self.groups.iter_mut() {
+            keys.push(key);
+            rowtimes.push(group.rowtime);
+            states.push(&mut group.accumulators)?;
+        }
+        let mut columns = state::key_columns(&self.group_rows, keys.into_iter(), "key")?;
+        columns.push(("rowtime".into(), Arc::new(Int64Array::from(rowtimes))));
+        columns.extend(states.into_columns()?);
+        let groups = state::batch(columns, self.groups.len())?;
+
+        let mut columns = Vec::new();
+        if let Some(source_rows) = &self.source_rows {
+            columns.extend(state::key_columns(source_rows, self.current.keys(), "src")?);
+            columns.extend(state::key_columns(
+                &self.group_rows,
+                self.current.values().map(|c| &c.group),
+                "key",
+            )?);
+            if !self.current.is_empty() {
+                for (i, aggregate) in self.aggregates.aggregates.iter().enumerate() {
+                    for j in 0..aggregate.expressions().len() {
+                        let values = self
+                            .current
+                            .values()
+                            .map(|c| c.args.get(i).and_then(|a| a.get(j)).cloned())
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| {
+                                EngineError::Checkpoint("a table row lacks an argument".into())
+                            })?;
+                        columns.push((format!("arg{i}.{j}"), ScalarValue::iter_to_array(values)?));
+                    }
+                }
+            }
+        }
+        let current = state::batch(columns, self.current.len())?;
+        Ok(vec![groups, current])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [groups, current] = state::expect_parts::<2>("GroupAggregate", parts)?;
+        let key_arrays = state::numbered(&groups, "key");
+        let key_rows = self.group_rows.convert_columns(&key_arrays)?;
+        let rowtimes = state::i64s(&groups, "rowtime")?;
+        let states = AccumulatorStates::columns_of(&groups, self.aggregates.aggregates.len());
+        let retractable = self.table_key_count.is_some();
+        self.groups.clear();
+        for row in 0..groups.num_rows() {
+            let mut accumulators = self.aggregates.new_accumulators(retractable)?;
+            AccumulatorStates::restore_row(&states, row, &mut accumulators)?;
+            let key = key_arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.groups.insert(
+                key_rows.row(row).owned(),
+                Group {
+                    key,
+                    accumulators,
+                    rowtime: rowtimes.value(row),
+                },
+            );
+        }
+        self.current.clear();
+        let Some(source_rows) = &self.source_rows else {
+            return Ok(());
+        };
+        if current.num_rows() == 0 {
+            return Ok(());
+        }
+        let sources = source_rows.convert_columns(&state::numbered(&current, "src"))?;
+        let groups = self
+            .group_rows
+            .convert_columns(&state::numbered(&current, "key"))?;
+        let args: Vec<Vec<_>> = (0..self.aggregates.aggregates.len())
+            .map(|i| state::numbered(&current, &format!("arg{i}.")))
+            .collect();
+        for row in 0..current.num_rows() {
+            let args = args
+                .iter()
+                .map(|a| {
+                    a.iter()
+                        .map(|arr| ScalarValue::try_from_array(arr, row))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.current.insert(
+                sources.row(row).owned(),
+                Contribution {
+                    group: groups.row(row).owned(),
+                    args,
+                },
+            );
+        }
+        Ok(())
     }
 }

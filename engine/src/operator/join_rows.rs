@@ -147,6 +147,17 @@ impl RowStore {
         self.batches.len()
     }
 
+    /// The rows `refs` as one batch of the store's schema, for a snapshot.
+    pub fn snapshot(&self, refs: &[RowRef]) -> Result<RecordBatch> {
+        let refs: Vec<Option<RowRef>> = refs.iter().copied().map(Some).collect();
+        let columns = self.gather(&refs)?;
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(refs.len())),
+        )?)
+    }
+
     /// The event time of a row (the side's third column from the end).
     pub fn time_of(&self, r: RowRef) -> i64 {
         self.batches
@@ -316,4 +327,34 @@ pub fn admit(
     let keys = encoder.encode(batch.data.column(0))?;
     let id = store.add_batch(batch.data.clone());
     Ok((id, keys))
+}
+
+/// Puts snapshotted rows back into `store`: returns the ids of the rows
+/// (each retained once) with their encoded keys. The batch must have the
+/// side's layout, which a checkpoint of another plan would not.
+pub fn restore_rows(
+    store: &mut RowStore,
+    encoder: &KeyEncoder,
+    rows: RecordBatch,
+) -> Result<Vec<(RowRef, Option<KeyBytes>)>> {
+    if rows.num_columns() != store.schema.fields().len() {
+        return Err(crate::error::EngineError::Checkpoint(format!(
+            "join state rows have {} columns, the join's side has {}",
+            rows.num_columns(),
+            store.schema.fields().len()
+        )));
+    }
+    let batch = ChangeBatch::new(rows);
+    let (id, keys) = admit(store, encoder, &batch)?;
+    let restored = keys
+        .into_iter()
+        .enumerate()
+        .map(|(row, key)| {
+            let r = RowStore::row(id, row);
+            store.retain(r);
+            (r, key)
+        })
+        .collect();
+    store.sweep(id);
+    Ok(restored)
 }

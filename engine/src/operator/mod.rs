@@ -14,6 +14,9 @@ pub mod group_aggregate;
 pub mod join_rows;
 pub mod projection;
 pub mod session_window_aggregate;
+pub mod state;
+#[cfg(test)]
+mod state_tests;
 pub mod stream_stream_join;
 pub mod stream_table_join;
 pub mod table_table_join;
@@ -69,6 +72,30 @@ pub trait Operator: Send {
     fn flush(&mut self, _ctx: &OperatorContext) -> Result<Option<ChangeBatch>> {
         Ok(None)
     }
+    /// Everything the operator holds (groups, windows, stream time, held
+    /// updates) as Arrow batches, for a checkpoint; nothing for stateless
+    /// operators. Taken between batches.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        Ok(Vec::new())
+    }
+    /// Rebuilds a freshly created operator from its [`Operator::snapshot`],
+    /// so that it continues exactly as the snapshotted one would.
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        no_state(self.name(), &state)
+    }
+}
+
+/// The restore of an operator that keeps no state: anything given is a
+/// checkpoint that does not belong to this plan.
+fn no_state(name: &str, state: &[RecordBatch]) -> Result<()> {
+    if state.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::EngineError::Checkpoint(format!(
+            "{name} keeps no state, but the checkpoint has {} parts for it",
+            state.len()
+        )))
+    }
 }
 
 /// A step with two inputs: a join. Batches arrive on either side; the
@@ -83,6 +110,11 @@ pub trait JoinOperator: Send {
         ctx: &OperatorContext,
     ) -> Result<ChangeBatch>;
     fn state_rows(&self) -> usize;
+    /// The rows both sides keep and the join's stream times, as Arrow
+    /// batches (see [`Operator::snapshot`]).
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>>;
+    /// Rebuilds a freshly created join from its [`JoinOperator::snapshot`].
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()>;
 }
 
 thread_local! {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 // default hasher is much faster than std's.
 use datafusion::common::HashMap;
 
+use datafusion::arrow::array::{Int32Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
@@ -23,6 +24,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use super::accumulators::{
     AggregateSet, EmittedRow, EvaluatedInput, build_output, group_key_converter, skip_row,
 };
+use super::state::{self, AccumulatorStates};
 use super::time_window_aggregate::{EmitMode, WindowTiming};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
@@ -226,5 +228,80 @@ impl Operator for SessionWindowAggregate {
             self.aggregates.aggregates.len(),
             out,
         )
+    }
+
+    /// Two parts: every live session (`key0..`, `start`, `end`,
+    /// `partition`, `offset`, accumulator states `agg{i}.{j}`), and the
+    /// counters `stream_time`, `late_records`.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let mut keys = Vec::new();
+        let (mut starts, mut ends, mut partitions, mut offsets) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut states = AccumulatorStates::default();
+        for (key, (_, sessions)) in self.sessions.iter_mut() {
+            for (start, session) in sessions.iter_mut() {
+                keys.push(key);
+                starts.push(*start);
+                ends.push(session.end);
+                partitions.push(session.partition);
+                offsets.push(session.offset);
+                states.push(&mut session.accumulators)?;
+            }
+        }
+        let n = starts.len();
+        let mut columns = state::key_columns(&self.converter, keys.into_iter(), "key")?;
+        columns.push(("start".into(), Arc::new(Int64Array::from(starts))));
+        columns.push(("end".into(), Arc::new(Int64Array::from(ends))));
+        columns.push(("partition".into(), Arc::new(Int32Array::from(partitions))));
+        columns.push(("offset".into(), Arc::new(Int64Array::from(offsets))));
+        columns.extend(states.into_columns()?);
+        Ok(vec![
+            state::batch(columns, n)?,
+            state::meta(&[
+                ("stream_time", self.stream_time),
+                ("late_records", self.late_records as i64),
+            ])?,
+        ])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [sessions, meta] = state::expect_parts::<2>("SessionWindowAggregate", parts)?;
+        self.stream_time = state::meta_value(&meta, "stream_time")?;
+        self.late_records = u64::try_from(state::meta_value(&meta, "late_records")?).unwrap_or(0);
+        let key_arrays = state::numbered(&sessions, "key");
+        let keys = self.converter.convert_columns(&key_arrays)?;
+        let starts = state::i64s(&sessions, "start")?;
+        let ends = state::i64s(&sessions, "end")?;
+        let partitions = state::i32s(&sessions, "partition")?;
+        let offsets = state::i64s(&sessions, "offset")?;
+        let states = AccumulatorStates::columns_of(&sessions, self.aggregates.aggregates.len());
+        self.sessions.clear();
+        self.by_end.clear();
+        for row in 0..sessions.num_rows() {
+            let key = keys.row(row).owned();
+            let mut accumulators = self.aggregates.new_accumulators(false)?;
+            AccumulatorStates::restore_row(&states, row, &mut accumulators)?;
+            let (start, end) = (starts.value(row), ends.value(row));
+            if !self.sessions.contains_key(&key) {
+                let values = key_arrays
+                    .iter()
+                    .map(|a| ScalarValue::try_from_array(a, row))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.sessions.insert(key.clone(), (values, BTreeMap::new()));
+            }
+            if let Some((_, by_start)) = self.sessions.get_mut(&key) {
+                by_start.insert(
+                    start,
+                    Session {
+                        end,
+                        accumulators,
+                        partition: partitions.value(row),
+                        offset: offsets.value(row),
+                    },
+                );
+            }
+            self.by_end.insert((end, key, start));
+        }
+        Ok(())
     }
 }

@@ -12,14 +12,18 @@
 //! when their window has closed without a match, which avoids those
 //! spurious null rows.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::HashMap;
 use std::collections::BTreeMap;
 
 use super::join_rows::{
-    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, side_time,
+    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, restore_rows,
+    side_time,
 };
-use super::{JoinOperator, OperatorContext};
+use super::{JoinOperator, OperatorContext, state};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 use crate::window::DEFAULT_GRACE_MS;
@@ -326,5 +330,104 @@ impl JoinOperator for StreamStreamJoin {
             JoinSide::Right => self.right.store.sweep(id),
         }
         Ok(result)
+    }
+
+    /// Five parts: per side (left, then right) its rows in the side's
+    /// layout and, row for row, `seq`, `stored` (kept for matching) and
+    /// `pending` (waiting unmatched); then the stream times and the next
+    /// sequence number.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let mut parts = Vec::with_capacity(5);
+        for (side, own) in [(JoinSide::Left, &self.left), (JoinSide::Right, &self.right)] {
+            let mut refs = Vec::new();
+            let (mut seqs, mut stored, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+            for (&(time, seq), key) in &own.by_time {
+                let Some(entry) = own
+                    .by_key
+                    .get(key)
+                    .and_then(|entries| entries.iter().find(|e| e.seq == seq))
+                else {
+                    continue;
+                };
+                refs.push(entry.row);
+                seqs.push(seq as i64);
+                stored.push(true);
+                pending.push(self.pending.contains_key(&(time, seq)));
+            }
+            for (&(time, seq), p) in &self.pending {
+                if p.side == side && !own.by_time.contains_key(&(time, seq)) {
+                    refs.push(p.row);
+                    seqs.push(seq as i64);
+                    stored.push(false);
+                    pending.push(true);
+                }
+            }
+            let n = refs.len();
+            parts.push(own.store.snapshot(&refs)?);
+            parts.push(state::batch(
+                vec![
+                    ("seq".into(), Arc::new(Int64Array::from(seqs)) as ArrayRef),
+                    ("stored".into(), Arc::new(BooleanArray::from(stored))),
+                    ("pending".into(), Arc::new(BooleanArray::from(pending))),
+                ],
+                n,
+            )?);
+        }
+        parts.push(state::meta(&[
+            ("left_time", self.left.stream_time),
+            ("right_time", self.right.stream_time),
+            ("stream_time", self.stream_time),
+            ("next_seq", self.next_seq as i64),
+        ])?);
+        Ok(parts)
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [left_rows, left_info, right_rows, right_info, meta] =
+            state::expect_parts::<5>("StreamStreamJoin", parts)?;
+        self.left.stream_time = state::meta_value(&meta, "left_time")?;
+        self.right.stream_time = state::meta_value(&meta, "right_time")?;
+        self.stream_time = state::meta_value(&meta, "stream_time")?;
+        self.next_seq = u64::try_from(state::meta_value(&meta, "next_seq")?).unwrap_or(0);
+        for (side, rows, info) in [
+            (JoinSide::Left, left_rows, left_info),
+            (JoinSide::Right, right_rows, right_info),
+        ] {
+            let own = match side {
+                JoinSide::Left => &mut self.left,
+                JoinSide::Right => &mut self.right,
+            };
+            let times: Vec<i64> = (0..rows.num_rows()).map(|r| side_time(&rows, r)).collect();
+            let seqs = state::i64s(&info, "seq")?;
+            let stored = state::bools(&info, "stored")?;
+            let pending = state::bools(&info, "pending")?;
+            if seqs.len() != rows.num_rows() {
+                return Err(crate::error::EngineError::Checkpoint(
+                    "StreamStreamJoin state: rows and their details differ in length".into(),
+                ));
+            }
+            let restored = restore_rows(&mut own.store, &self.encoder, rows)?;
+            for (i, (row, key)) in restored.into_iter().enumerate() {
+                let (time, seq) = (times[i], u64::try_from(seqs.value(i)).unwrap_or(0));
+                // restore_rows retained each row once; every holder below
+                // takes its own reference, then that first one is returned.
+                if stored.value(i)
+                    && let Some(key) = key
+                {
+                    own.store.retain(row);
+                    own.by_key
+                        .entry(key.clone())
+                        .or_default()
+                        .push(Entry { time, seq, row });
+                    own.by_time.insert((time, seq), key);
+                }
+                if pending.value(i) {
+                    own.store.retain(row);
+                    self.pending.insert((time, seq), Pending { side, row });
+                }
+                own.store.release(row);
+            }
+        }
+        Ok(())
     }
 }

@@ -5,13 +5,15 @@
 //! a stream row sees the table as it is when the row is processed. The
 //! result carries the stream row's time.
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::HashMap;
 
 use super::join_rows::{
-    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, side_time,
+    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, restore_rows,
+    side_time,
 };
-use super::{JoinOperator, OperatorContext};
+use super::{JoinOperator, OperatorContext, state};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 
@@ -104,5 +106,26 @@ impl JoinOperator for StreamTableJoin {
                 Ok(result)
             }
         }
+    }
+
+    /// One part: the current table rows, in the table side's layout.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let refs: Vec<RowRef> = self.rows.values().copied().collect();
+        Ok(vec![self.table.snapshot(&refs)?])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [rows] = state::expect_parts::<1>("StreamTableJoin", parts)?;
+        for (r, key) in restore_rows(&mut self.table, &self.encoder, rows)? {
+            match key {
+                Some(key) => {
+                    if let Some(old) = self.rows.insert(key, r) {
+                        self.table.release(old);
+                    }
+                }
+                None => self.table.release(r),
+            }
+        }
+        Ok(())
     }
 }

@@ -7,13 +7,15 @@
 //! if the join keeps unmatched rows of that side. The result carries the
 //! later time of the two rows.
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::HashMap;
 
 use super::join_rows::{
-    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, side_time,
+    JoinKind, JoinOutput, JoinSide, KeyBytes, KeyEncoder, RowRef, RowStore, admit, restore_rows,
+    side_time,
 };
-use super::{JoinOperator, OperatorContext};
+use super::{JoinOperator, OperatorContext, state};
 use crate::batch::ChangeBatch;
 use crate::error::Result;
 
@@ -140,6 +142,37 @@ impl JoinOperator for TableTableJoin {
         }
         own_store.sweep(id);
         Ok(result)
+    }
+
+    /// Two parts: the current rows of the left side, then of the right,
+    /// each in its side's layout.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let left: Vec<RowRef> = self.left_rows.values().copied().collect();
+        let right: Vec<RowRef> = self.right_rows.values().copied().collect();
+        Ok(vec![
+            self.left.snapshot(&left)?,
+            self.right.snapshot(&right)?,
+        ])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [left, right] = state::expect_parts::<2>("TableTableJoin", parts)?;
+        for (store, rows, batch) in [
+            (&mut self.left, &mut self.left_rows, left),
+            (&mut self.right, &mut self.right_rows, right),
+        ] {
+            for (r, key) in restore_rows(store, &self.encoder, batch)? {
+                match key {
+                    Some(key) => {
+                        if let Some(old) = rows.insert(key, r) {
+                            store.release(old);
+                        }
+                    }
+                    None => store.release(r),
+                }
+            }
+        }
+        Ok(())
     }
 }
 

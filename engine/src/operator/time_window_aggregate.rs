@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use datafusion::common::hash_map::Entry;
 use datafusion::common::{HashMap, HashSet};
 
+use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::logical_expr::Accumulator;
@@ -25,6 +26,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use super::accumulators::{
     AggregateSet, EmittedRow, EvaluatedInput, build_output_with_keys, group_key_converter, skip_row,
 };
+use super::state::{self, AccumulatorStates};
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -213,6 +215,31 @@ impl TimeWindowAggregate {
         )
     }
 
+    /// The id of a group key, assigning one to a new key.
+    fn group_id(&mut self, key_row: datafusion::arrow::row::Row<'_>) -> Result<u32> {
+        if let Some(id) = self.group_ids.get(key_row.as_ref()) {
+            return Ok(*id);
+        }
+        let key = GroupKey {
+            row: key_row.owned(),
+            windows: 0,
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.group_keys[id as usize] = key;
+                id
+            }
+            None => {
+                self.group_keys.push(key);
+                u32::try_from(self.group_keys.len() - 1).map_err(|_| {
+                    EngineError::Execution("more than 2^32 live window groups".into())
+                })?
+            }
+        };
+        self.group_ids.insert(key_row.as_ref().into(), id);
+        Ok(id)
+    }
+
     /// Drops one window's hold on its group; the last one frees the id.
     fn release_group(&mut self, group: u32) {
         let key = &mut self.group_keys[group as usize];
@@ -312,30 +339,7 @@ impl Operator for TimeWindowAggregate {
             let rowtime = evaluated.rowtimes.value(row);
             self.stream_time = self.stream_time.max(rowtime);
             let close_before = self.stream_time.saturating_sub(self.timing.grace_ms);
-            let key_row = evaluated.group_rows.row(row);
-            let group = match self.group_ids.get(key_row.as_ref()) {
-                Some(id) => *id,
-                None => {
-                    let key = GroupKey {
-                        row: key_row.owned(),
-                        windows: 0,
-                    };
-                    let id = match self.free_ids.pop() {
-                        Some(id) => {
-                            self.group_keys[id as usize] = key;
-                            id
-                        }
-                        None => {
-                            self.group_keys.push(key);
-                            u32::try_from(self.group_keys.len() - 1).map_err(|_| {
-                                EngineError::Execution("more than 2^32 live window groups".into())
-                            })?
-                        }
-                    };
-                    self.group_ids.insert(key_row.as_ref().into(), id);
-                    id
-                }
-            };
+            let group = self.group_id(evaluated.group_rows.row(row))?;
             for start in self.window.windows_for(rowtime) {
                 let end = start.saturating_add(self.size_ms);
                 if end <= close_before {
@@ -374,6 +378,99 @@ impl Operator for TimeWindowAggregate {
             self.drain_pending(&mut out)?;
         }
         self.build(out)
+    }
+
+    /// Two parts: every live window (`key0..`, `start`, `rowtime`,
+    /// `partition`, `offset`, its place among the held updates `pending`
+    /// or -1, accumulator states `agg{i}.{j}`), and the counters
+    /// `stream_time`, `late_records`.
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let pending: HashMap<(u32, i64), i64> = self
+            .pending
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (*slot, i as i64))
+            .collect();
+        let n = self.windows.len();
+        let mut keys = Vec::with_capacity(n);
+        let (mut starts, mut rowtimes, mut partitions, mut offsets, mut places) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut states = AccumulatorStates::default();
+        for (slot, window) in self.windows.iter_mut() {
+            keys.push(&self.group_keys[slot.0 as usize].row);
+            starts.push(slot.1);
+            rowtimes.push(window.rowtime);
+            partitions.push(window.partition);
+            offsets.push(window.offset);
+            places.push(pending.get(slot).copied().unwrap_or(-1));
+            states.push(&mut window.accumulators)?;
+        }
+        let mut columns = state::key_columns(&self.converter, keys.into_iter(), "key")?;
+        let mut add = |name: &str, array: ArrayRef| columns.push((name.to_string(), array));
+        add("start", Arc::new(Int64Array::from(starts)));
+        add("rowtime", Arc::new(Int64Array::from(rowtimes)));
+        add("partition", Arc::new(Int32Array::from(partitions)));
+        add("offset", Arc::new(Int64Array::from(offsets)));
+        add("pending", Arc::new(Int64Array::from(places)));
+        columns.extend(states.into_columns()?);
+        Ok(vec![
+            state::batch(columns, n)?,
+            state::meta(&[
+                ("stream_time", self.stream_time),
+                ("late_records", self.late_records as i64),
+            ])?,
+        ])
+    }
+
+    fn restore(&mut self, parts: Vec<RecordBatch>) -> Result<()> {
+        let [windows, meta] = state::expect_parts::<2>("TimeWindowAggregate", parts)?;
+        self.stream_time = state::meta_value(&meta, "stream_time")?;
+        self.late_records = u64::try_from(state::meta_value(&meta, "late_records")?).unwrap_or(0);
+        let keys = self
+            .converter
+            .convert_columns(&state::numbered(&windows, "key"))?;
+        let starts = state::i64s(&windows, "start")?;
+        let rowtimes = state::i64s(&windows, "rowtime")?;
+        let partitions = state::i32s(&windows, "partition")?;
+        let offsets = state::i64s(&windows, "offset")?;
+        let places = state::i64s(&windows, "pending")?;
+        let states = AccumulatorStates::columns_of(&windows, self.aggregates.aggregates.len());
+        let mut pending = Vec::new();
+        for row in 0..windows.num_rows() {
+            let group = self.group_id(keys.row(row))?;
+            let start = starts.value(row);
+            let mut accumulators = self.aggregates.new_accumulators(false)?;
+            AccumulatorStates::restore_row(&states, row, &mut accumulators)?;
+            let previous = self.windows.insert(
+                (group, start),
+                WindowState {
+                    accumulators,
+                    rowtime: rowtimes.value(row),
+                    partition: partitions.value(row),
+                    offset: offsets.value(row),
+                },
+            );
+            if previous.is_some() {
+                return Err(EngineError::Checkpoint(
+                    "TimeWindowAggregate state holds a window twice".into(),
+                ));
+            }
+            self.group_keys[group as usize].windows += 1;
+            let end = start.saturating_add(self.size_ms);
+            self.by_end.entry((end, start)).or_default().push(group);
+            if places.value(row) >= 0 {
+                pending.push((places.value(row), (group, start)));
+            }
+        }
+        pending.sort_unstable();
+        self.pending = pending.into_iter().map(|(_, slot)| slot).collect();
+        self.pending_set = self.pending.iter().copied().collect();
+        Ok(())
     }
 }
 

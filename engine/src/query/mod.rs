@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::batch::ChangeBatch;
-use crate::error::Result;
+use crate::checkpoint::{
+    CheckpointStore, OperatorSnapshot, QueryCheckpoint, SinkProgress, SourceOffsets,
+};
+use crate::error::{EngineError, Result};
 use crate::format::RecordCodec;
 use crate::operator::join_rows::JoinSide;
 use crate::operator::{JoinOperator, Operator, OperatorContext};
@@ -186,6 +189,14 @@ pub struct PersistentQuery {
     log: Arc<ProcessingLog>,
     stats: Arc<QueryStats>,
     state: QueryState,
+    checkpoints: Option<Checkpointing>,
+}
+
+/// A query's checkpoint schedule.
+struct Checkpointing {
+    store: CheckpointStore,
+    interval: std::time::Duration,
+    last: std::time::Instant,
 }
 
 impl PersistentQuery {
@@ -215,7 +226,196 @@ impl PersistentQuery {
             log,
             stats: Arc::new(QueryStats::default()),
             state: QueryState::Running,
+            checkpoints: None,
         })
+    }
+
+    /// Makes the query durable: restores the newest checkpoint in `store`
+    /// (if any) and checkpoints there every `interval` from now on.
+    /// Returns whether a checkpoint was restored.
+    pub fn enable_checkpoints(
+        &mut self,
+        store: CheckpointStore,
+        interval: std::time::Duration,
+    ) -> Result<bool> {
+        let restored = match store.load_latest()? {
+            Some(checkpoint) => {
+                self.restore(checkpoint)?;
+                true
+            }
+            None => false,
+        };
+        self.checkpoints = Some(Checkpointing {
+            store,
+            interval,
+            last: std::time::Instant::now(),
+        });
+        Ok(restored)
+    }
+
+    /// Where the query's checkpoints go, if it is durable.
+    pub fn checkpoint_store(&self) -> Option<&CheckpointStore> {
+        self.checkpoints.as_ref().map(|c| &c.store)
+    }
+
+    /// Whether a durable, healthy query is due for a checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        self.state == QueryState::Running
+            && self
+                .checkpoints
+                .as_ref()
+                .is_some_and(|c| c.last.elapsed() >= c.interval)
+    }
+
+    /// Writes a checkpoint now (a durable query that is running); returns
+    /// its number. Called between polls, when every record consumed has
+    /// gone through the operators and the sink has acknowledged what they
+    /// produced (producing waits for delivery), so state, offsets and
+    /// output agree.
+    pub fn write_checkpoint(&mut self) -> Result<Option<u64>> {
+        if self.state != QueryState::Running || self.checkpoints.is_none() {
+            return Ok(None);
+        }
+        // A failed attempt waits for the next interval too, rather than
+        // being retried (and logged) on every poll.
+        if let Some(c) = &mut self.checkpoints {
+            c.last = std::time::Instant::now();
+        }
+        let checkpoint = self.checkpoint()?;
+        let Some(c) = &self.checkpoints else {
+            return Ok(None);
+        };
+        Ok(Some(c.store.write(&checkpoint)?))
+    }
+
+    /// Every operator of the plan with its place: `input{i}.{j}`,
+    /// `join{k}`, `join{k}.{j}`, `final.{j}`.
+    fn places(&mut self) -> Vec<(String, Place<'_>)> {
+        let mut all: Vec<(String, Place<'_>)> = Vec::new();
+        for (i, input) in self.plan.inputs.iter_mut().enumerate() {
+            for (j, op) in input.operators.iter_mut().enumerate() {
+                all.push((format!("input{i}.{j}"), Place::Operator(op.as_mut())));
+            }
+        }
+        for (k, stage) in self.plan.joins.iter_mut().enumerate() {
+            all.push((format!("join{k}"), Place::Join(stage.join.as_mut())));
+            for (j, op) in stage.operators.iter_mut().enumerate() {
+                all.push((format!("join{k}.{j}"), Place::Operator(op.as_mut())));
+            }
+        }
+        for (j, op) in self.plan.operators.iter_mut().enumerate() {
+            all.push((format!("final.{j}"), Place::Operator(op.as_mut())));
+        }
+        all
+    }
+
+    /// The query's state now: operators, source positions, sink progress.
+    pub fn checkpoint(&mut self) -> Result<QueryCheckpoint> {
+        let mut operators = Vec::new();
+        for (place, op) in self.places() {
+            let signature = op.signature();
+            let (kind, parts) = match op {
+                Place::Operator(op) => (op.name(), op.snapshot()?),
+                Place::Join(join) => (join.name(), join.snapshot()?),
+            };
+            operators.push(OperatorSnapshot {
+                place,
+                kind: kind.to_string(),
+                signature,
+                parts,
+            });
+        }
+        let offsets = self
+            .plan
+            .inputs
+            .iter()
+            .zip(&self.consumers)
+            .map(|(input, consumer)| SourceOffsets {
+                topic: input.source.topic.clone(),
+                partitions: consumer.positions(),
+            })
+            .collect();
+        Ok(QueryCheckpoint {
+            operators,
+            offsets,
+            sink: SinkProgress {
+                topic: self.plan.sink.topic.clone(),
+                records_in: self.stats.records_in.load(Ordering::Relaxed),
+                records_out: self.stats.records_out.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// Resumes from `checkpoint`: operator state, then source positions.
+    /// Fails, changing nothing that matters (the query is not running
+    /// yet), when the checkpoint was taken of a different plan.
+    pub fn restore(&mut self, checkpoint: QueryCheckpoint) -> Result<()> {
+        let id = self.plan.id.clone();
+        if checkpoint.offsets.len() != self.consumers.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "query {id}: the checkpoint has {} inputs, the query {}",
+                checkpoint.offsets.len(),
+                self.consumers.len()
+            )));
+        }
+        for (input, offsets) in self.plan.inputs.iter().zip(&checkpoint.offsets) {
+            if input.source.topic != offsets.topic {
+                return Err(EngineError::Checkpoint(format!(
+                    "query {id}: the checkpoint reads topic '{}' where the query reads '{}'",
+                    offsets.topic, input.source.topic
+                )));
+            }
+        }
+        let mut snapshots = checkpoint.operators.into_iter();
+        for (place, op) in self.places() {
+            let Some(snapshot) = snapshots.next() else {
+                return Err(EngineError::Checkpoint(format!(
+                    "query {id}: the checkpoint lacks operator {place}"
+                )));
+            };
+            let kind = match &op {
+                Place::Operator(op) => op.name(),
+                Place::Join(join) => join.name(),
+            };
+            if snapshot.place != place || snapshot.kind != kind {
+                return Err(EngineError::Checkpoint(format!(
+                    "query {id}: the checkpoint has {} {} where the query has {kind} {place}",
+                    snapshot.kind, snapshot.place
+                )));
+            }
+            let signature = op.signature();
+            if snapshot.signature != signature {
+                return Err(EngineError::Checkpoint(format!(
+                    "query {id}: {kind} {place} of the checkpoint computes ({}), the query's computes ({signature}): the query changed since",
+                    snapshot.signature
+                )));
+            }
+            let restored = match op {
+                Place::Operator(op) => op.restore(snapshot.parts),
+                Place::Join(join) => join.restore(snapshot.parts),
+            };
+            restored.map_err(|e| {
+                EngineError::Checkpoint(format!("query {id}: restoring {kind} {place}: {e}"))
+            })?;
+        }
+        if let Some(extra) = snapshots.next() {
+            return Err(EngineError::Checkpoint(format!(
+                "query {id}: the checkpoint has operator {} the query lacks",
+                extra.place
+            )));
+        }
+        for (consumer, offsets) in self.consumers.iter_mut().zip(&checkpoint.offsets) {
+            for (partition, offset) in &offsets.partitions {
+                consumer.seek(*partition, *offset)?;
+            }
+        }
+        self.stats
+            .records_in
+            .store(checkpoint.sink.records_in, Ordering::Relaxed);
+        self.stats
+            .records_out
+            .store(checkpoint.sink.records_out, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn id(&self) -> &str {
@@ -353,6 +553,28 @@ impl PersistentQuery {
             &ctx,
         )?;
         Ok(consumed)
+    }
+}
+
+/// An operator of a plan, for checkpointing.
+enum Place<'a> {
+    Operator(&'a mut dyn Operator),
+    Join(&'a mut dyn JoinOperator),
+}
+
+impl Place<'_> {
+    /// The output columns and their types, `NAME Type, ...`.
+    fn signature(&self) -> String {
+        let schema = match self {
+            Place::Operator(op) => op.output_schema(),
+            Place::Join(join) => join.output_schema(),
+        };
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
