@@ -7,13 +7,15 @@
 //! [`materialized`] projections ([`pull`]) and push queries ([`push`]),
 //! see [`query`]; `POST /inserts-stream` writes rows ([`inserts`]);
 //! `GET /projections...` serves the projections to the web UI
-//! ([`projections`]). Failures answer in ksqlDB's error shape ([`error`]).
+//! ([`projections`]); `GET /openapi.json` describes them all ([`openapi`]).
+//! Failures answer in ksqlDB's error shape ([`error`]).
 
 pub mod auth;
 pub mod entities;
 pub mod error;
 pub mod inserts;
 pub mod materialized;
+pub mod openapi;
 pub mod projections;
 pub mod pull;
 pub mod push;
@@ -114,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/{file}", get(ui::file))
         .route("/info", get(info))
         .route("/healthcheck", get(healthcheck))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
