@@ -3,6 +3,7 @@
 
 mod conformance;
 mod demo;
+mod docs;
 mod generate;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ enum Command {
     /// The demo: server, web UI, the product's queries and both event
     /// generators, on embedded topics (or a Kafka broker).
     Demo(demo::DemoArgs),
+    /// Generate documentation from the engine (the function reference).
+    Docs(docs::DocsArgs),
     /// Generate the product's events (match game or agent orchestrator).
     Generate(generate::GenerateArgs),
     /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
@@ -89,6 +92,7 @@ fn main() -> Result<()> {
         Command::Run { file } => run_script(&file),
         Command::Demo(args) => demo::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Docs(args) => docs::run(args),
         Command::Serve {
             port,
             queries,
