@@ -191,14 +191,20 @@ async fn every_sql_example_in_docs_runs() {
             "{name}: {} runnable block(s), {skipped} marked no-run",
             blocks.len()
         );
-        let state = AppState::new(
-            Arc::new(KsqlContext::with_backend(
-                Arc::new(EmbeddedTopics::new()),
-                64,
-            )),
-            "docs",
-            ServerConfig::default(),
-        );
+        let ctx = Arc::new(KsqlContext::with_backend(
+            Arc::new(EmbeddedTopics::new()),
+            64,
+        ));
+        let state = AppState::new(ctx.clone(), "docs", ServerConfig::default());
+        for query_file in product_queries() {
+            let sql = std::fs::read_to_string(&query_file).expect("readable query file");
+            if let Err(e) = ctx.execute(&sql) {
+                panic!("{}: {e}", query_file.display());
+            }
+        }
+        // The server's runtime would be running: let the projections
+        // materialize before the first pull query.
+        ctx.runtime().run_until_idle();
         for block in blocks {
             for sql in statements(&block.text) {
                 ran += 1;
