@@ -308,7 +308,7 @@ fn document_is_structurally_openapi_3_0() {
                 }
             }
             if let Some(body) = operation.get("requestBody")
-                && !body["content"].as_object().is_some_and(|c| !c.is_empty())
+                && body["content"].as_object().is_none_or(|c| c.is_empty())
             {
                 problems.push(format!("{at}: requestBody needs content"));
             }
