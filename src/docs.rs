@@ -162,7 +162,8 @@ pub fn functions_markdown() -> Result<String> {
     }
     md.push_str("```\n\n");
     md.push_str(
-        "Names are case-insensitive. `DESCRIBE FUNCTION name;` answers for one function.\n\n",
+        "Names are case-insensitive. `DESCRIBE FUNCTION name;` answers for one function, with \
+         the same description.\n\n",
     );
     for (title, wanted) in [
         ("Scalar functions", FunctionKind::Scalar),

@@ -93,3 +93,35 @@ async fn malformed_body_and_unknown_path_answer_in_ksql_shape() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["KsqlServerInfo"]["serverStatus"], "RUNNING");
 }
+
+#[tokio::test]
+async fn describe_function_answers_with_its_documentation() {
+    let (status, body) = call(
+        app(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "DESCRIBE FUNCTION ucase;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entity = &body[0];
+    assert_eq!(entity["@type"], "describe_function");
+    assert_eq!(entity["name"], "UCASE");
+    assert_eq!(entity["type"], "SCALAR");
+    assert_eq!(entity["functions"][0]["returnType"], "STRING");
+    assert!(
+        entity["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    let (status, body) = call(
+        app(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "DESCRIBE FUNCTION no_such_function;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["@type"], "statement_error");
+}
