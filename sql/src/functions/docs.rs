@@ -532,7 +532,7 @@ pub const FUNCTION_DOCS: &[FunctionDoc] = &[
     doc(
         "LPAD",
         "LPAD(s STRING, length INT, padding STRING) -> STRING",
-        "`s` padded on the left with `padding` to `length` characters (or cut to it).",
+        "`s` padded on the left with `padding` to `length` characters (or cut to it); lengths over 1,000,000 fail (null, logged).",
         "LPAD(s, 6, '*')",
     ),
     doc(
@@ -689,7 +689,7 @@ pub const FUNCTION_DOCS: &[FunctionDoc] = &[
     doc(
         "RPAD",
         "RPAD(s STRING, length INT, padding STRING) -> STRING",
-        "`s` padded on the right with `padding` to `length` characters (or cut to it).",
+        "`s` padded on the right with `padding` to `length` characters (or cut to it); lengths over 1,000,000 fail (null, logged).",
         "RPAD(s, 6, '.')",
     ),
     doc(
