@@ -99,7 +99,7 @@ pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value
                     "topic": d.source.topic,
                     "partitions": d.partitions.unwrap_or(0),
                     "statement": d.source.sql,
-                    "windowType": null,
+                    "windowType": d.source.window.as_ref().map(|w| w.name()),
                 },
                 "warnings": [],
             })
