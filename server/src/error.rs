@@ -18,6 +18,9 @@ pub enum ServerError {
     /// A limit on concurrent work was reached; the client may retry.
     #[error("{0}")]
     TooManyRequests(String),
+    /// Not ready yet (a source created a moment ago); the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("cannot listen: {0}")]
@@ -34,6 +37,7 @@ impl ServerError {
             ServerError::Statement { .. } => (StatusCode::BAD_REQUEST, 40001),
             ServerError::NotFound(_) => (StatusCode::NOT_FOUND, 40400),
             ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
+            ServerError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 50300),
             ServerError::Internal(_) | ServerError::Bind(_) | ServerError::Serve(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, 50000)
             }

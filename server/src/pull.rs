@@ -177,7 +177,7 @@ pub async fn execute(
         .zip(&names)
         .map(|(s, name)| {
             s.ok_or_else(|| {
-                ServerError::Internal(format!("{name} is not materialized yet; retry shortly"))
+                ServerError::Unavailable(format!("{name} is not materialized yet; retry shortly"))
             })
         })
         .collect::<Result<_, _>>()?;
