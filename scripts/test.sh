@@ -36,6 +36,19 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
+step "schemathesis and openapi-spec-validator (the HTTP fuzz run, the OpenAPI check)"
+# A virtualenv outside the clone; tests/http_fuzz.rs finds schemathesis
+# there. Pinned so a new release cannot change what the fuzz run checks.
+venv="$HOME/.cache/sluice/venv"
+if [ ! -x "$venv/bin/schemathesis" ] || [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'schemathesis==4.32.5' 'openapi-spec-validator==0.9.0'
+fi
+export SCHEMATHESIS="${SCHEMATHESIS:-$venv/bin/schemathesis}"
+
+step "server/openapi.json is valid OpenAPI 3"
+"$venv/bin/openapi-spec-validator" server/openapi.json
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -4,6 +4,7 @@
 mod bench;
 mod conformance;
 mod demo;
+mod docs;
 mod generate;
 
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Benchmark whole queries against the raw limit of their input.
     Bench(bench::BenchArgs),
+    /// Generate documentation from the engine (the function reference).
+    Docs(docs::DocsArgs),
     /// Generate the product's events (match game or agent orchestrator).
     Generate(generate::GenerateArgs),
     /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
@@ -109,6 +112,7 @@ fn main() -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Docs(args) => docs::run(args),
         Command::Serve {
             port,
             queries,

@@ -99,7 +99,7 @@ pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value
                     "topic": d.source.topic,
                     "partitions": d.partitions.unwrap_or(0),
                     "statement": d.source.sql,
-                    "windowType": null,
+                    "windowType": d.source.window.as_ref().map(|w| w.name()),
                     "extended": d.delivery.is_some(),
                 },
                 "warnings": [],
@@ -119,6 +119,32 @@ pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value
             })).collect::<Vec<_>>(),
             "warnings": [],
         }),
+        StatementResult::FunctionDescription { name, kind, doc } => {
+            // ksqlDB's `describe_function` entity; one variant, described by
+            // the signature text of the function reference.
+            let return_type = doc
+                .signature
+                .rsplit_once("->")
+                .map(|(_, r)| r.trim())
+                .unwrap_or_default();
+            json!({
+                "@type": "describe_function",
+                "statementText": statement,
+                "name": name,
+                "description": doc.description,
+                "author": "Sluice",
+                "version": env!("CARGO_PKG_VERSION"),
+                "path": "internal",
+                "type": match kind { FunctionKind::Scalar => "SCALAR", FunctionKind::Aggregate => "AGGREGATE" },
+                "functions": [{
+                    "signature": doc.signature,
+                    "returnType": return_type,
+                    "description": doc.description,
+                    "example": doc.example,
+                }],
+                "warnings": [],
+            })
+        }
         StatementResult::Properties(props) => json!({
             "@type": "properties",
             "statementText": statement,

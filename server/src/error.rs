@@ -24,6 +24,9 @@ pub enum ServerError {
     /// A limit on concurrent work was reached; the client may retry.
     #[error("{0}")]
     TooManyRequests(String),
+    /// Not ready yet (a source created a moment ago); the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// The TLS certificate or key cannot be used.
@@ -44,6 +47,7 @@ impl ServerError {
             ServerError::NotFound(_) | ServerError::Missing(_) => (StatusCode::NOT_FOUND, 40400),
             ServerError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, 40500),
             ServerError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, 42900),
+            ServerError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 50300),
             ServerError::Internal(_)
             | ServerError::Tls(_)
             | ServerError::Bind(_)

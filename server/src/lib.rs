@@ -7,7 +7,8 @@
 //! [`materialized`] projections ([`pull`]) and push queries ([`push`]),
 //! see [`query`]; `POST /inserts-stream` writes rows ([`inserts`]);
 //! `GET /projections...` serves the projections to the web UI
-//! ([`projections`]). Failures answer in ksqlDB's error shape ([`error`]).
+//! ([`projections`]); `GET /openapi.json` describes them all ([`openapi`]).
+//! Failures answer in ksqlDB's error shape ([`error`]).
 
 pub mod auth;
 pub mod entities;
@@ -16,6 +17,7 @@ pub mod index;
 pub mod inserts;
 pub mod lookup;
 pub mod materialized;
+pub mod openapi;
 pub mod projections;
 pub mod pull;
 pub mod push;
@@ -130,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/query", get(ws::ws_query))
         .route("/status", get(status::all_statuses))
         .route("/status/{type}/{entity}/{action}", get(status::status))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

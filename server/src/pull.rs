@@ -11,7 +11,9 @@
 //! expands to the key and value columns (with `WINDOWSTART`/`WINDOWEND`
 //! after the keys of windowed sources) rather than the pseudo columns,
 //! unnamed expressions are called `KSQL_COL_n`, and functions are looked up
-//! under their ksqlDB names.
+//! under their ksqlDB names. DataFusion functions whose result grows with
+//! an argument's value rather than the data ([`UNBOUNDED_FUNCTIONS`]) are
+//! refused: one call could take all the server's memory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, Expr, Ident, LambdaFunction, LambdaSyntax, ObjectName,
     ObjectNamePart, OneOrManyWithParens, Query, SelectItem, SetExpr, Statement, Subscript,
-    TableFactor, Value, visit_expressions_mut, visit_relations,
+    TableFactor, Value, visit_expressions, visit_expressions_mut, visit_relations,
 };
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -44,6 +46,18 @@ use crate::rows;
 /// How long a pull query waits for a source created a moment ago to be
 /// materialized by the runtime.
 const MATERIALIZE_WAIT: Duration = Duration::from_secs(10);
+
+/// DataFusion functions that allocate as much as an argument asks
+/// (`array_repeat(x, 2147483647)`), not offered in pull queries. ksqlDB's
+/// functions of the same names (`GENERATE_SERIES`) are bounded and win.
+const UNBOUNDED_FUNCTIONS: &[&str] = &[
+    "array_repeat",
+    "list_repeat",
+    "array_resize",
+    "list_resize",
+    "range",
+    "generate_series",
+];
 
 /// One output column of a query.
 #[derive(Debug, Clone)]
@@ -245,6 +259,7 @@ pub async fn execute(
     sql: &str,
 ) -> Result<PullResult, ServerError> {
     let mut query = parse(sql)?;
+    refuse_unbounded(ctx, sql, &query)?;
     pseudo_time_literals(&mut query).map_err(|message| statement(sql, message))?;
     string_plus(&mut query);
     let names = source_names(&query);
@@ -262,7 +277,7 @@ pub async fn execute(
         .zip(&names)
         .map(|(s, name)| {
             s.ok_or_else(|| {
-                ServerError::Internal(format!("{name} is not materialized yet; retry shortly"))
+                ServerError::Unavailable(format!("{name} is not materialized yet; retry shortly"))
             })
         })
         .collect::<Result<_, _>>()?;
@@ -643,6 +658,33 @@ pub(crate) fn sql_cast_types(query: &mut Query) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Fails for a call of one of [`UNBOUNDED_FUNCTIONS`] that is not a ksqlDB
+/// function.
+fn refuse_unbounded(ctx: &KsqlContext, sql: &str, query: &Query) -> Result<(), ServerError> {
+    let registry = ctx.functions();
+    let mut refused = None;
+    let _ = visit_expressions(query, |e: &Expr| {
+        if let Expr::Function(f) = e
+            && let Some(name) = f.name.0.last().and_then(ObjectNamePart::as_ident)
+            && registry.scalar(&name.value).is_none()
+            && UNBOUNDED_FUNCTIONS.contains(&name.value.to_lowercase().as_str())
+        {
+            refused = Some(name.value.clone());
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    match refused {
+        Some(name) => Err(statement(
+            sql,
+            format!(
+                "{name} is not available in pull queries: its result size is not bounded by the data"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Points calls of ksqlDB functions at their implementations, registered

@@ -786,3 +786,24 @@ async fn pull_window_bounds_compare_with_text_timestamps_and_plus_concatenates()
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn pull_queries_refuse_functions_of_unbounded_size() {
+    let state = state(ServerConfig::default());
+    users(&state);
+    for sql in [
+        "SELECT array_repeat(1, 2147483647) FROM users;",
+        "SELECT RANGE(1, 2000000000) FROM users;",
+    ] {
+        let (status, body) = call(&state, "/query", json!({"ksql": sql})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
+        assert!(body.contains("not available in pull queries"), "{body}");
+    }
+    // ksqlDB's GENERATE_SERIES is bounded, and still answers.
+    let answer = pull(
+        &state,
+        "SELECT GENERATE_SERIES(1, 3) AS s FROM users WHERE id = 1;",
+    )
+    .await;
+    assert_eq!(rows(&answer), vec![json!([[1, 2, 3]])]);
+}

@@ -165,3 +165,50 @@ async fn healthcheck_reports_every_subsystem() {
     assert_eq!(body["details"]["queries"]["failed"], 0);
     assert_eq!(body["details"]["metastore"]["isHealthy"], true);
 }
+
+#[tokio::test]
+async fn describe_function_answers_with_its_documentation() {
+    let (status, body) = call(
+        app(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "DESCRIBE FUNCTION ucase;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let entity = &body[0];
+    assert_eq!(entity["@type"], "describe_function");
+    assert_eq!(entity["name"], "UCASE");
+    assert_eq!(entity["type"], "SCALAR");
+    assert_eq!(entity["functions"][0]["returnType"], "STRING");
+    assert!(
+        entity["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    let (status, body) = call(
+        app(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "DESCRIBE FUNCTION no_such_function;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["@type"], "statement_error");
+}
+
+#[tokio::test]
+async fn describe_names_the_window_type_of_a_windowed_table() {
+    let app = app();
+    let (status, body) = call(
+        app.clone(),
+        "POST",
+        "/ksql",
+        r#"{"ksql": "CREATE STREAM s (id INT KEY, v STRING) WITH (kafka_topic='s', value_format='JSON', partitions=1); CREATE TABLE per_minute AS SELECT id, COUNT(*) AS n FROM s WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY id EMIT CHANGES; DESCRIBE per_minute; DESCRIBE s;"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[2]["sourceDescription"]["windowType"], "TUMBLING");
+    assert_eq!(body[3]["sourceDescription"]["windowType"], Value::Null);
+}

@@ -66,6 +66,12 @@ pub enum StatementResult {
     Topics(Vec<TopicDescription>),
     Description(SourceDescription),
     Functions(Vec<(String, FunctionKind)>),
+    /// `DESCRIBE FUNCTION`: one function and its documentation.
+    FunctionDescription {
+        name: String,
+        kind: FunctionKind,
+        doc: &'static crate::functions::docs::FunctionDoc,
+    },
     Properties(BTreeMap<String, String>),
 }
 
@@ -406,9 +412,15 @@ impl KsqlContext {
             Statement::Show { kind, extended: _ } => self.show(*kind),
             Statement::Describe { name, extended } => self.describe(name, *extended),
             Statement::DescribeFunction { name } => {
-                match self.functions.names().into_iter().find(|(n, _)| n == name) {
-                    Some(f) => Ok(StatementResult::Functions(vec![f])),
-                    None => statement_err!("Can't find any functions with the name '{name}'"),
+                let found = self.functions.names().into_iter().find(|(n, _)| n == name);
+                match (found, crate::functions::docs::function_doc(name)) {
+                    (Some((name, kind)), Some(doc)) => {
+                        Ok(StatementResult::FunctionDescription { name, kind, doc })
+                    }
+                    (Some(f), None) => Ok(StatementResult::Functions(vec![f])),
+                    (None, _) => {
+                        statement_err!("Can't find any functions with the name '{name}'")
+                    }
                 }
             }
             Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),

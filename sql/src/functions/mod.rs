@@ -13,6 +13,8 @@
 //! ([`collect`], [`by_offset`], [`topk`], [`histogram`], [`stddev`],
 //! [`attr`], [`correlation`], [`sum_list`], [`count_distinct`]).
 //! `ksql.functions.*` properties configure some of them at plan time.
+//! [`docs`] describes every function, for `DESCRIBE FUNCTION` and the
+//! generated reference.
 
 pub mod array;
 pub mod as_value;
@@ -22,6 +24,7 @@ pub mod collect;
 pub mod correlation;
 pub mod count_distinct;
 pub mod datetime;
+pub mod docs;
 pub mod geo;
 pub mod greatest;
 pub mod histogram;

@@ -4,7 +4,9 @@
 //! `utf8`, `ascii`, `base64`).
 //!
 //! `LPAD`/`RPAD` take strings (counted in characters) or bytes; a negative
-//! length or an empty padding gives null instead of failing.
+//! length or an empty padding gives null instead of failing, and a length
+//! over [`MAX_PAD_LEN`] fails the call (null, logged) rather than
+//! allocating whatever a query asks for.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -211,6 +213,12 @@ impl RowKind for StrFn {
                 let Some(len) = n(1).and_then(|l| usize::try_from(l).ok()) else {
                     return Ok(ScalarValue::Null);
                 };
+                if len > MAX_PAD_LEN {
+                    return exec_err!(
+                        "{} length {len} is over the limit of {MAX_PAD_LEN}",
+                        self.name().to_uppercase()
+                    );
+                }
                 match (args.first(), args.get(2)) {
                     (Some(ScalarValue::Binary(_)), Some(p)) => {
                         let (Some(input), Some(pad)) = (args.first().and_then(bytes), bytes(p))
@@ -625,6 +633,11 @@ impl Masks {
     }
 }
 
+/// Longest result of `LPAD`/`RPAD`, in characters or bytes: one call
+/// asking for gigabytes would otherwise exhaust the server's memory (a
+/// pull query evaluates it for every row of a batch).
+pub const MAX_PAD_LEN: usize = 1_000_000;
+
 /// Pads `input` to `len` items with repeats of `pad`, or cuts it to `len`;
 /// `None` when there is nothing to pad with.
 fn pad_items<T: Clone>(input: &[T], pad: &[T], len: usize, left: bool) -> Option<Vec<T>> {
@@ -926,6 +939,27 @@ fn with_regex<T>(pattern: &str, f: impl FnOnce(&Regex) -> T) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padding_beyond_the_limit_fails_instead_of_allocating() {
+        let call = |f: StrFn, len: i64| {
+            f.call(
+                &[
+                    ScalarValue::Utf8(Some("a".into())),
+                    ScalarValue::Int64(Some(len)),
+                    ScalarValue::Utf8(Some("x".into())),
+                ],
+                &DataType::Utf8,
+            )
+        };
+        for f in [StrFn::Lpad, StrFn::Rpad] {
+            assert!(call(f, 2_147_483_647).is_err());
+            let ScalarValue::Utf8(Some(at_limit)) = call(f, MAX_PAD_LEN as i64).unwrap() else {
+                panic!("a string at the limit");
+            };
+            assert_eq!(at_limit.len(), MAX_PAD_LEN);
+        }
+    }
 
     #[test]
     fn pads_and_cuts() {

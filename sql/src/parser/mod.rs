@@ -508,8 +508,11 @@ impl<'a> KsqlParser<'a> {
             let extended = self.parse_word("EXTENDED");
             return Ok(Statement::Show { kind, extended });
         }
+        // ksqlDB writes `DESCRIBE EXTENDED name`; the trailing form is
+        // accepted too.
+        let leading = self.parse_word("EXTENDED");
         let name = self.name()?;
-        let extended = self.parse_word("EXTENDED");
+        let extended = leading || self.parse_word("EXTENDED");
         Ok(Statement::Describe { name, extended })
     }
 

@@ -89,3 +89,15 @@ fn parses_ksql_lambdas_apart_from_field_access() {
     assert_eq!(lambdas, 2, "{text:?}");
     assert!(text[2].contains("->"), "{text:?}");
 }
+
+#[test]
+fn describe_extended_takes_the_keyword_before_or_after_the_name() {
+    for sql in ["DESCRIBE EXTENDED orders;", "DESCRIBE orders EXTENDED;"] {
+        let parsed = parse_statement(sql).unwrap();
+        assert!(
+            matches!(&parsed.statement, Statement::Describe { name, extended: true } if name == "ORDERS"),
+            "{sql}: {:?}",
+            parsed.statement
+        );
+    }
+}
