@@ -5,6 +5,7 @@ mod bench;
 mod conformance;
 mod demo;
 mod generate;
+mod shell;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Generate the product's events (match game or agent orchestrator).
     Generate(generate::GenerateArgs),
+    /// An interactive SQL shell over the REST API of Sluice or ksqlDB.
+    Shell(shell::ShellArgs),
     /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
     Serve {
         /// Port to listen on (loopback only).
@@ -99,6 +102,13 @@ fn main() -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Shell(args) => {
+            if shell::run(args)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Serve {
             port,
             queries,

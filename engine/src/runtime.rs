@@ -27,6 +27,24 @@ pub trait StepObserver: Send + Sync {
     fn after_step(&self) -> usize;
 }
 
+/// One query's counters at one moment ([`Runtime::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryMetrics {
+    pub id: String,
+    /// The topic the query writes.
+    pub sink: String,
+    pub running: bool,
+    /// Records read from the source topics since start.
+    pub records_in: u64,
+    /// Records written to the sink topic since start.
+    pub records_out: u64,
+    pub state_rows: u64,
+    /// Records dropped for arriving after their window closed.
+    pub late_records: u64,
+    /// Records of the source topics not read yet.
+    pub lag: u64,
+}
+
 /// Owns the running queries of one engine.
 pub struct Runtime {
     backend: Arc<dyn TopicBackend>,
@@ -86,6 +104,27 @@ impl Runtime {
             .lock()
             .iter()
             .map(|q| (q.id().to_string(), q.state_rows()))
+            .collect()
+    }
+
+    /// A snapshot of every query's counters, for monitoring.
+    pub fn metrics(&self) -> Vec<QueryMetrics> {
+        self.queries
+            .lock()
+            .iter()
+            .map(|q| {
+                let stats = q.stats();
+                QueryMetrics {
+                    id: q.id().to_string(),
+                    sink: q.plan().sink.topic.clone(),
+                    running: *q.state() == QueryState::Running,
+                    records_in: stats.records_in.load(Ordering::Relaxed),
+                    records_out: stats.records_out.load(Ordering::Relaxed),
+                    state_rows: q.state_rows() as u64,
+                    late_records: q.late_records(),
+                    lag: q.lag(),
+                }
+            })
             .collect()
     }
 

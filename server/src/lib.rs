@@ -16,6 +16,7 @@ pub mod index;
 pub mod inserts;
 pub mod lookup;
 pub mod materialized;
+pub mod metrics;
 pub mod projections;
 pub mod pull;
 pub mod push;
@@ -89,6 +90,8 @@ pub struct AppState {
     pub lookups: Arc<lookup::LookupCache>,
     /// Statuses of the commands `/ksql` ran.
     pub commands: Arc<status::CommandLog>,
+    /// HTTP requests counted for `/metrics`.
+    pub http: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -107,6 +110,7 @@ impl AppState {
             pull_counter: Arc::new(AtomicU64::new(1)),
             lookups: Arc::new(lookup::LookupCache::new()),
             commands: Arc::new(status::CommandLog::new()),
+            http: Arc::new(metrics::HttpMetrics::default()),
         }
     }
 }
@@ -130,12 +134,17 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/query", get(ws::ws_query))
         .route("/status", get(status::all_statuses))
         .route("/status/{type}/{entity}/{action}", get(status::status))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .with_state(state)
 }
