@@ -125,6 +125,21 @@ fn statements_from_arguments_and_files_render_tables_and_exit_codes() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // EXPLAIN shows the running query's plan and counters.
+    let out = shell(&server, &["-e", "EXPLAIN CTAS_PAGES_0;"], &home);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        row_with(&stdout, &["Sources", "CLICKS"]).is_some(),
+        "{stdout}"
+    );
+    assert!(row_with(&stdout, &["recordsIn", "3"]).is_some(), "{stdout}");
+    let plan = stdout
+        .lines()
+        .find(|l| l.contains("sink topic PAGES"))
+        .unwrap_or_default();
+    assert!(plan.contains("output -> "), "{stdout}");
+
     // An error: non-zero exit, the server's message, nothing after it run.
     let out = shell(
         &server,

@@ -45,6 +45,33 @@ pub struct QueryMetrics {
     pub lag: u64,
 }
 
+/// A running query's plan as operator names, for `EXPLAIN`
+/// ([`Runtime::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryExplanation {
+    /// Each input's source topic and the operators that run on it alone.
+    pub inputs: Vec<(String, Vec<&'static str>)>,
+    /// Each join and the operators that run on its result.
+    pub joins: Vec<(&'static str, Vec<&'static str>)>,
+    /// The operators after the joins, before the sink.
+    pub operators: Vec<&'static str>,
+    pub metrics: QueryMetrics,
+}
+
+fn query_metrics(q: &PersistentQuery) -> QueryMetrics {
+    let stats = q.stats();
+    QueryMetrics {
+        id: q.id().to_string(),
+        sink: q.plan().sink.topic.clone(),
+        running: *q.state() == QueryState::Running,
+        records_in: stats.records_in.load(Ordering::Relaxed),
+        records_out: stats.records_out.load(Ordering::Relaxed),
+        state_rows: q.state_rows() as u64,
+        late_records: q.late_records(),
+        lag: q.lag(),
+    }
+}
+
 /// Owns the running queries of one engine.
 pub struct Runtime {
     backend: Arc<dyn TopicBackend>,
@@ -109,23 +136,31 @@ impl Runtime {
 
     /// A snapshot of every query's counters, for monitoring.
     pub fn metrics(&self) -> Vec<QueryMetrics> {
-        self.queries
-            .lock()
-            .iter()
-            .map(|q| {
-                let stats = q.stats();
-                QueryMetrics {
-                    id: q.id().to_string(),
-                    sink: q.plan().sink.topic.clone(),
-                    running: *q.state() == QueryState::Running,
-                    records_in: stats.records_in.load(Ordering::Relaxed),
-                    records_out: stats.records_out.load(Ordering::Relaxed),
-                    state_rows: q.state_rows() as u64,
-                    late_records: q.late_records(),
-                    lag: q.lag(),
-                }
-            })
-            .collect()
+        self.queries.lock().iter().map(query_metrics).collect()
+    }
+
+    /// The plan and counters of the query `id`, if it runs.
+    pub fn explain(&self, id: &str) -> Option<QueryExplanation> {
+        let queries = self.queries.lock();
+        let q = queries.iter().find(|q| q.id() == id)?;
+        let plan = q.plan();
+        let names = |ops: &[Box<dyn crate::operator::Operator>]| -> Vec<&'static str> {
+            ops.iter().map(|op| op.name()).collect()
+        };
+        Some(QueryExplanation {
+            inputs: plan
+                .inputs
+                .iter()
+                .map(|i| (i.source.topic.clone(), names(&i.operators)))
+                .collect(),
+            joins: plan
+                .joins
+                .iter()
+                .map(|j| (j.join.name(), names(&j.operators)))
+                .collect(),
+            operators: names(&plan.operators),
+            metrics: query_metrics(q),
+        })
     }
 
     /// Registers work to run after every pass (see [`StepObserver`]).

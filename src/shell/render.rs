@@ -144,6 +144,34 @@ pub fn entity(e: &Value) -> String {
             t.to_string()
         }
         "sourceDescription" => description(&e["sourceDescription"]),
+        "queryDescription" => {
+            let q = &e["queryDescription"];
+            let list = |key: &str| -> String {
+                q[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(cell)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut t = table(&["ID", &field(q, "id")]);
+            t.add_row(vec!["Query Type".to_string(), field(q, "queryType")]);
+            t.add_row(vec!["Status".to_string(), field(q, "state")]);
+            t.add_row(vec!["SQL".to_string(), field(q, "statementText")]);
+            t.add_row(vec!["Sources".to_string(), list("sources")]);
+            t.add_row(vec!["Sinks".to_string(), list("sinks")]);
+            t.add_row(vec![
+                "Execution plan".to_string(),
+                field(q, "executionPlan"),
+            ]);
+            if let Some(metrics) = q["metrics"].as_object() {
+                for (name, value) in metrics {
+                    t.add_row(vec![name.clone(), cell(value)]);
+                }
+            }
+            t.to_string()
+        }
         "function_names" => {
             let mut t = table(&["Function Name", "Type"]);
             for f in e["functions"].as_array().into_iter().flatten() {
