@@ -65,7 +65,7 @@ pub enum StatementResult {
     Functions(Vec<(String, FunctionKind)>),
     Properties(BTreeMap<String, String>),
     /// `EXPLAIN`: a running query and its plan.
-    Explanation(QueryExplanation),
+    Explanation(Box<QueryExplanation>),
 }
 
 /// What `EXPLAIN <query id>` shows.
@@ -971,11 +971,11 @@ impl KsqlContext {
                     QueryState::Error(_) => "ERROR".to_string(),
                 },
             );
-        Ok(StatementResult::Explanation(QueryExplanation {
+        Ok(StatementResult::Explanation(Box::new(QueryExplanation {
             info,
             state,
             plan,
-        }))
+        })))
     }
 
     fn terminate(&self, query_id: Option<&str>) -> Result<StatementResult> {
