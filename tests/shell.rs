@@ -140,6 +140,30 @@ fn statements_from_arguments_and_files_render_tables_and_exit_codes() {
         .unwrap_or_default();
     assert!(plan.contains("output -> "), "{stdout}");
 
+    // PRINT shows a topic's records with the formats it detects.
+    let out = shell(
+        &server,
+        &["-e", "PRINT 'clicks' FROM BEGINNING LIMIT 2;"],
+        &home,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("Key format: KAFKA_STRING\nValue format: JSON\n"),
+        "{stdout}"
+    );
+    let records: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("rowtime: "))
+        .collect();
+    assert_eq!(records.len(), 2, "{stdout}");
+    assert!(
+        records[0].contains("key: u1, value: {") && records[0].ends_with("partition: 0"),
+        "{stdout}"
+    );
+    let out = shell(&server, &["-e", "PRINT 'no_such_topic';"], &home);
+    assert_eq!(out.status.code(), Some(1));
+
     // An error: non-zero exit, the server's message, nothing after it run.
     let out = shell(
         &server,
@@ -396,6 +420,18 @@ fn interactive_session_in_a_terminal() {
         assert!(start.elapsed() < WAIT, "the push query still runs");
         std::thread::sleep(Duration::from_millis(20));
     }
+
+    // PRINT follows the topic until Ctrl-C.
+    term.send("PRINT 'clicks' FROM BEGINNING;\r");
+    term.expect("key: old1");
+    server
+        .ctx
+        .execute("INSERT INTO CLICKS (ID, PAGE, N) VALUES ('live2', 'docs', 3);")
+        .expect("insert");
+    term.expect("key: live2");
+    term.send("\x03");
+    term.expect("Topic printing ceased");
+    term.prompt();
 
     // An error keeps the shell running.
     term.send("DESCRIBE NO_SUCH_SOURCE;\r");

@@ -17,6 +17,7 @@ pub mod inserts;
 pub mod lookup;
 pub mod materialized;
 pub mod metrics;
+pub mod print;
 pub mod projections;
 pub mod pull;
 pub mod push;

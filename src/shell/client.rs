@@ -126,6 +126,23 @@ impl Client {
         })
     }
 
+    /// `POST /query` with a `PRINT` statement: the records as text lines,
+    /// as they come.
+    pub fn print(
+        &self,
+        statement: &str,
+        properties: &Map<String, Value>,
+    ) -> Result<Box<dyn BufRead + Send>> {
+        let body = json!({"ksql": statement, "streamsProperties": properties});
+        let mut response = self.post("/query", KSQL_MEDIA_TYPE, &body)?;
+        if !response.status().is_success() {
+            let value = read_json(&mut response)?;
+            return Err(anyhow!(error_message(&value)));
+        }
+        let reader: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
+        Ok(Box::new(BufReader::new(reader)))
+    }
+
     /// `POST /close-query`: stops a push query.
     pub fn close_query(&self, query_id: &str) -> Result<()> {
         let mut response = self.post(

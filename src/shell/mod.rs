@@ -15,7 +15,7 @@ mod interrupt;
 mod render;
 mod script;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -261,6 +261,7 @@ impl Shell {
             },
             Action::RunScript(file) => return self.run_script(Path::new(&file)),
             Action::Query { push } => self.query(statement, push)?,
+            Action::Print => self.print(statement)?,
             Action::Ksql => {
                 let entities = self.client.ksql(statement, &self.properties)?;
                 for e in &entities {
@@ -291,6 +292,56 @@ impl Shell {
         let result = self.run_text(&text, false);
         self.depth -= 1;
         result.with_context(|| format!("in script {}", file.display()))
+    }
+
+    /// Streams a topic's records until the server ends (LIMIT) or Ctrl-C.
+    /// The server sends an empty line every second while idle, so the
+    /// reading thread notices it should stop and drops the connection,
+    /// which ends the print on the server.
+    fn print(&mut self, statement: &str) -> Result<()> {
+        let mut lines = self.client.print(statement, &self.properties)?;
+        let (tx, rx) = mpsc::channel::<Result<String>>();
+        std::thread::spawn(move || {
+            loop {
+                let mut line = String::new();
+                match lines.read_line(&mut line) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if tx.send(Ok(line)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow!("reading the topic: {e}")));
+                        return;
+                    }
+                }
+            }
+        });
+        let watch = interrupt::Watch::start();
+        let out = std::io::stdout();
+        let mut stopped = false;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(line)) if line.trim().is_empty() => {}
+                Ok(Ok(line)) => {
+                    let mut out = out.lock();
+                    let _ = write!(out, "{line}");
+                    let _ = out.flush();
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if watch.interrupted() {
+                stopped = true;
+                break;
+            }
+        }
+        if stopped {
+            println!("Topic printing ceased");
+        }
+        Ok(())
     }
 
     fn query(&mut self, statement: &str, push: bool) -> Result<()> {

@@ -90,6 +90,8 @@ pub enum Action {
     /// `SELECT ...`: a query over `/query-stream`; `push` when it has
     /// `EMIT CHANGES` or `EMIT FINAL`, so it streams until stopped.
     Query { push: bool },
+    /// `PRINT 'topic' ...`: a topic's records over `/query`.
+    Print,
     /// `RUN SCRIPT 'file'`.
     RunScript(String),
     /// `SET 'name' = 'value'`: a property sent with every later request.
@@ -172,6 +174,7 @@ pub fn classify(statement: &str) -> Result<Action, String> {
             Ok(Action::Query { push })
         }
         "EXIT" | "QUIT" if w.len() == 1 => Ok(Action::Exit),
+        "PRINT" => Ok(Action::Print),
         "RUN" if w.get(1).is_some_and(|s| s == "SCRIPT") => match w.as_slice() {
             [_, _, file] => unquote(file).map(Action::RunScript).ok_or_else(|| {
                 "RUN SCRIPT takes a quoted file name: RUN SCRIPT 'file.sql';".into()
@@ -249,6 +252,7 @@ mod tests {
         assert!(classify("SET auto = 1;").is_err());
         assert!(classify("RUN SCRIPT;").is_err());
         assert_eq!(classify("exit"), Ok(Action::Exit));
+        assert_eq!(classify("print 'topic' limit 2;"), Ok(Action::Print));
         assert_eq!(classify("SHOW TABLES;"), Ok(Action::Ksql));
     }
 }
