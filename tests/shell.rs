@@ -125,6 +125,19 @@ fn statements_from_arguments_and_files_render_tables_and_exit_codes() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // SHOW QUERIES and DESCRIBE carry the running figures.
+    let out = shell(&server, &["-e", "SHOW QUERIES; DESCRIBE PAGES;"], &home);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        row_with(&stdout, &["CTAS_PAGES_0", "RUNNING", "3", "0"]).is_some(),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("records-in: 3, records-out: 3, state-rows: 2"),
+        "{stdout}"
+    );
+
     // EXPLAIN shows the running query's plan and counters.
     let out = shell(&server, &["-e", "EXPLAIN CTAS_PAGES_0;"], &home);
     let stdout = text(&out.stdout);

@@ -231,6 +231,7 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
                     match ctx.execute_statement(statement) {
                         Ok(result) => {
                             let mut entity = entities::render(&statement.text, &result, i as u64);
+                            metrics::annotate(&mut entity, &ctx);
                             if let Some(id) = status::command_id(&statement.statement) {
                                 commands.record(&id, &result);
                                 if let Some(fields) = entity.as_object_mut() {

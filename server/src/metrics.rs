@@ -253,6 +253,67 @@ pub fn render(state: &AppState) -> String {
     out
 }
 
+/// Adds the running figures to `SHOW QUERIES` (a `metrics` object per
+/// query) and `DESCRIBE` (ksqlDB's `statistics` and `errorStats` text,
+/// summed over the queries writing the source).
+pub fn annotate(entity: &mut serde_json::Value, ctx: &sluice_sql::KsqlContext) {
+    use serde_json::{Value, json};
+    let kind = entity
+        .get("@type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind != "queries" && kind != "sourceDescription" {
+        return;
+    }
+    let runtime = ctx.runtime();
+    let metrics = runtime.metrics();
+    let errors: BTreeMap<String, u64> = runtime
+        .processing_log()
+        .counts_by_query()
+        .into_iter()
+        .collect();
+    let figures = |q: &sluice_engine::runtime::QueryMetrics| {
+        json!({
+            "recordsIn": q.records_in,
+            "recordsOut": q.records_out,
+            "processingErrors": errors.get(&q.id).copied().unwrap_or(0),
+            "lateRecords": q.late_records,
+            "stateRows": q.state_rows,
+            "consumerLag": q.lag,
+        })
+    };
+    if let Some(queries) = entity.get_mut("queries").and_then(Value::as_array_mut) {
+        for query in queries {
+            let id = query.get("id").and_then(Value::as_str).map(String::from);
+            if let Some(m) = id.and_then(|id| metrics.iter().find(|m| m.id == id)) {
+                query["metrics"] = figures(m);
+            }
+        }
+    }
+    if let Some(d) = entity.get_mut("sourceDescription") {
+        let writers: Vec<String> = d["writeQueries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|q| q["id"].as_str().map(String::from))
+            .collect();
+        let written: Vec<_> = metrics.iter().filter(|m| writers.contains(&m.id)).collect();
+        let sum = |f: fn(&sluice_engine::runtime::QueryMetrics) -> u64| -> u64 {
+            written.iter().map(|m| f(m)).sum()
+        };
+        let failed: u64 = writers.iter().filter_map(|id| errors.get(id)).sum();
+        d["statistics"] = Value::String(format!(
+            "records-in: {}, records-out: {}, state-rows: {}, late-records: {}, consumer-lag: {}",
+            sum(|m| m.records_in),
+            sum(|m| m.records_out),
+            sum(|m| m.state_rows),
+            sum(|m| m.late_records),
+            sum(|m| m.lag),
+        ));
+        d["errorStats"] = Value::String(format!("processing-errors: {failed}"));
+    }
+}
+
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> Response {
     // Reading the queries takes the runtime's lock, held while it steps.

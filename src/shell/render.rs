@@ -55,6 +55,8 @@ fn description(d: &Value) -> String {
         ("Value format", "valueFormat"),
         ("Kafka topic", "topic"),
         ("Partitions", "partitions"),
+        ("Statistics", "statistics"),
+        ("Errors", "errorStats"),
         ("Statement", "statement"),
     ] {
         let value = field(d, key);
@@ -109,6 +111,9 @@ pub fn entity(e: &Value) -> String {
                 "Query Type",
                 "Status",
                 "Sink Name",
+                "Records In",
+                "Records Out",
+                "Lag",
                 "Query String",
             ]);
             for q in e["queries"].as_array().into_iter().flatten() {
@@ -123,6 +128,9 @@ pub fn entity(e: &Value) -> String {
                     field(q, "queryType"),
                     field(q, "state"),
                     sinks.join(", "),
+                    field(&q["metrics"], "recordsIn"),
+                    field(&q["metrics"], "recordsOut"),
+                    field(&q["metrics"], "consumerLag"),
                     field(q, "queryString"),
                 ]);
             }
