@@ -230,6 +230,9 @@ fn statements_from_arguments_and_files_render_tables_and_exit_codes() {
     // script run by RUN SCRIPT, both fail the run.
     let out = shell(&server, &["-e", "RUN SCRIPT '/no/such/file.sql';"], &home);
     assert_eq!(out.status.code(), Some(1));
+    let out = shell(&server, &["-f", "/no/such/file.sql"], &home);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("reading /no/such/file.sql"));
     let unterminated = home.join("unterminated.sql");
     std::fs::write(&unterminated, "SHOW TABLES").expect("write");
     let out = shell(

@@ -65,19 +65,12 @@ pub fn run(args: ShellArgs) -> Result<bool> {
         names_stale: true,
         depth: 0,
     };
-    let script = match (&args.file, &args.execute) {
-        (Some(file), _) => Some(
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
-        ),
-        (None, Some(text)) => Some(text.clone()),
-        (None, None) if !std::io::stdin().is_terminal() => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading statements from standard input")?;
-            Some(text)
+    let script = match read_script(&args) {
+        Ok(script) => script,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(false);
         }
-        (None, None) => None,
     };
     match script {
         Some(text) => {
@@ -96,6 +89,25 @@ pub fn run(args: ShellArgs) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// The statements of `-f`, `-e` or a non-terminal standard input; `None`
+/// for an interactive session.
+fn read_script(args: &ShellArgs) -> Result<Option<String>> {
+    Ok(match (&args.file, &args.execute) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        ),
+        (None, Some(text)) => Some(text.clone()),
+        (None, None) if !std::io::stdin().is_terminal() => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading statements from standard input")?;
+            Some(text)
+        }
+        (None, None) => None,
+    })
 }
 
 /// Where history is kept: `$XDG_STATE_HOME/sluice/history`, else
