@@ -244,6 +244,57 @@ fn statements_from_arguments_and_files_render_tables_and_exit_codes() {
     assert_eq!(server.state.push.running(), 0);
 }
 
+#[test]
+fn credentials_are_sent_when_the_server_requires_them() {
+    let ctx = Arc::new(KsqlContext::with_backend(
+        Arc::new(EmbeddedTopics::new()),
+        64,
+    ));
+    let config = ServerConfig {
+        auth: Some(sluice_server::auth::Auth::Basic {
+            user: "ana".into(),
+            password: "s3cret".into(),
+        }),
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(ctx.clone(), "auth-test", config);
+    let http = tokio::runtime::Runtime::new().expect("tokio");
+    let listener = http
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let app = router(state);
+    http.spawn(async move { axum::serve(listener, app).await });
+    let home = scratch("auth");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["shell", "--server", &url, "-e", "SHOW STREAMS;"])
+            .args(extra)
+            .env("HOME", &home)
+            .output()
+            .expect("run sluice shell")
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Unauthorized"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["--user", "ana", "--password", "wrong"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["-u", "ana", "-p", "s3cret"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Stream Name"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 /// A child on a pseudo-terminal and everything it printed.
 struct Terminal {
     child: Child,

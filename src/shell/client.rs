@@ -17,6 +17,15 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// The `Authorization` header, when credentials were given.
+    authorization: Option<String>,
+}
+
+/// The `Authorization` header of HTTP basic auth.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
 }
 
 /// A query answer being read: its header, then rows as they come.
@@ -34,7 +43,7 @@ pub enum QueryMessage {
 }
 
 impl Client {
-    pub fn new(server: &str) -> Self {
+    pub fn new(server: &str, authorization: Option<String>) -> Self {
         let config = ureq::Agent::config_builder()
             // ksqlDB's errors come with a JSON body worth showing.
             .http_status_as_error(false)
@@ -43,6 +52,7 @@ impl Client {
         Client {
             base: server.trim_end_matches('/').to_string(),
             agent: config.into(),
+            authorization,
         }
     }
 
@@ -56,20 +66,29 @@ impl Client {
         accept: &str,
         body: &Value,
     ) -> Result<ureq::http::Response<ureq::Body>> {
-        self.agent
+        let mut request = self
+            .agent
             .post(format!("{}{path}", self.base))
             .header("Accept", accept)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", "application/json");
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        request
             .send(body.to_string())
             .with_context(|| format!("cannot reach the server at {}", self.base))
     }
 
     /// `GET /info`: the server's version line.
     pub fn info(&self) -> Result<Value> {
-        let mut response = self
+        let mut request = self
             .agent
             .get(format!("{}/info", self.base))
-            .header("Accept", KSQL_MEDIA_TYPE)
+            .header("Accept", KSQL_MEDIA_TYPE);
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request
             .call()
             .with_context(|| format!("cannot reach the server at {}", self.base))?;
         read_json(&mut response)

@@ -41,6 +41,15 @@ pub struct ShellArgs {
     /// The server: Sluice or ksqlDB.
     #[arg(long, default_value = "http://127.0.0.1:8088")]
     server: String,
+    /// User name for HTTP basic auth (with --password).
+    #[arg(short = 'u', long, requires = "password", conflicts_with = "token")]
+    user: Option<String>,
+    /// Password for HTTP basic auth (with --user).
+    #[arg(short = 'p', long, requires = "user")]
+    password: Option<String>,
+    /// Bearer token sent with every request.
+    #[arg(long)]
+    token: Option<String>,
     /// Run the statements of this file, then exit (non-zero on an error).
     #[arg(short = 'f', long = "file", conflicts_with = "execute")]
     file: Option<PathBuf>,
@@ -58,7 +67,12 @@ enum Flow {
 
 /// Runs the shell; `Ok(false)` when a non-interactive run met an error.
 pub fn run(args: ShellArgs) -> Result<bool> {
-    let client = Client::new(&args.server);
+    let authorization = match (&args.user, &args.password, &args.token) {
+        (Some(user), Some(password), _) => Some(client::basic_auth(user, password)),
+        (_, _, Some(token)) => Some(format!("Bearer {token}")),
+        _ => None,
+    };
+    let client = Client::new(&args.server, authorization);
     let mut shell = Shell {
         client,
         properties: Map::new(),
