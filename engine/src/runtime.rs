@@ -175,6 +175,8 @@ impl Runtime {
         {
             let mut queries = self.queries.lock();
             for q in queries.iter_mut() {
+                // Everything a query logs while it runs names it.
+                let _span = tracing::info_span!("query", id = %q.id()).entered();
                 total += q.poll_once(self.batch_size);
             }
         }
