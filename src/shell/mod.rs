@@ -67,6 +67,15 @@ enum Flow {
 
 /// Runs the shell; `Ok(false)` when a non-interactive run met an error.
 pub fn run(args: ShellArgs) -> Result<bool> {
+    if args.server.starts_with("https://") {
+        // The HTTP client is built without TLS to keep the build small.
+        eprintln!(
+            "{}: the shell speaks plain HTTP only; reach the server over http:// \
+             (for example through a local TLS-terminating proxy)",
+            args.server
+        );
+        return Ok(false);
+    }
     let authorization = match (&args.user, &args.password, &args.token) {
         (Some(user), Some(password), _) => Some(client::basic_auth(user, password)),
         (_, _, Some(token)) => Some(format!("Bearer {token}")),
