@@ -144,6 +144,20 @@ fn pump(mut consumer: Box<dyn TopicConsumer>, print: Print, tx: tokio::sync::mps
     let mut printed: u64 = 0;
     let mut header_sent = false;
     let mut idle_since = Instant::now();
+    if !print.from_beginning {
+        // Only records produced from now on. Skipped here, off the async
+        // workers: a broker's consumer blocks while it polls.
+        loop {
+            match consumer.poll(4096) {
+                Ok(r) if r.is_empty() => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(format!("Error reading the topic: {e}\n"));
+                    return;
+                }
+            }
+        }
+    }
     loop {
         let records = match consumer.poll(256) {
             Ok(r) => r,
@@ -209,20 +223,10 @@ pub fn respond(state: &AppState, sql: &str) -> Response {
         )
         .into_response();
     }
-    let mut consumer = match backend.consumer(&print.topic) {
+    let consumer = match backend.consumer(&print.topic) {
         Ok(c) => c,
         Err(e) => return ServerError::Internal(e.to_string()).into_response(),
     };
-    if !print.from_beginning {
-        // Only records produced from now on.
-        loop {
-            match consumer.poll(4096) {
-                Ok(r) if r.is_empty() => break,
-                Ok(_) => {}
-                Err(e) => return ServerError::Internal(e.to_string()).into_response(),
-            }
-        }
-    }
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     let spawned = std::thread::Builder::new()
         .name("sluice-print".into())
