@@ -6,6 +6,7 @@ mod conformance;
 mod demo;
 mod docs;
 mod generate;
+mod shell;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ enum Command {
     Docs(docs::DocsArgs),
     /// Generate the product's events (match game or agent orchestrator).
     Generate(generate::GenerateArgs),
+    /// An interactive SQL shell over the REST API of Sluice or ksqlDB.
+    Shell(shell::ShellArgs),
     /// Serve the ksqlDB REST API, on embedded topics or a Kafka broker.
     Serve {
         /// Port to listen on (loopback only).
@@ -113,6 +116,13 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Docs(args) => docs::run(args),
+        Command::Shell(args) => {
+            if shell::run(args)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Serve {
             port,
             queries,

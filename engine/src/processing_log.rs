@@ -5,7 +5,7 @@
 //! reason, so that it can be inspected later (as ksqlDB's
 //! `KSQL_PROCESSING_LOG`), and the query moves on to the next record.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -44,6 +44,8 @@ pub struct ProcessingLog {
     entries: Mutex<VecDeque<ProcessingLogEntry>>,
     capacity: usize,
     total: AtomicU64,
+    /// Records logged since start, by query id (never dropped).
+    by_query: Mutex<HashMap<String, u64>>,
 }
 
 impl Default for ProcessingLog {
@@ -60,12 +62,18 @@ impl ProcessingLog {
             entries: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             total: AtomicU64::new(0),
+            by_query: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn log(&self, entry: ProcessingLogEntry) {
         tracing::debug!(query = %entry.query_id, kind = ?entry.kind, "{}", entry.message);
         self.total.fetch_add(1, Ordering::Relaxed);
+        *self
+            .by_query
+            .lock()
+            .entry(entry.query_id.clone())
+            .or_default() += 1;
         let mut entries = self.entries.lock();
         if entries.len() == self.capacity {
             entries.pop_front();
@@ -76,6 +84,18 @@ impl ProcessingLog {
     /// How many records were logged since start.
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// Records logged since start, by query id, sorted by id.
+    pub fn counts_by_query(&self) -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = self
+            .by_query
+            .lock()
+            .iter()
+            .map(|(id, n)| (id.clone(), *n))
+            .collect();
+        counts.sort();
+        counts
     }
 
     /// The retained entries, oldest first.

@@ -29,6 +29,51 @@ pub trait StepObserver: Send + Sync {
     fn after_step(&self) -> usize;
 }
 
+/// One query's counters at one moment ([`Runtime::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryMetrics {
+    pub id: String,
+    /// The topic the query writes.
+    pub sink: String,
+    pub running: bool,
+    /// Records read from the source topics since start.
+    pub records_in: u64,
+    /// Records written to the sink topic since start.
+    pub records_out: u64,
+    pub state_rows: u64,
+    /// Records dropped for arriving after their window closed.
+    pub late_records: u64,
+    /// Records of the source topics not read yet.
+    pub lag: u64,
+}
+
+/// A running query's plan as operator names, for `EXPLAIN`
+/// ([`Runtime::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryExplanation {
+    /// Each input's source topic and the operators that run on it alone.
+    pub inputs: Vec<(String, Vec<&'static str>)>,
+    /// Each join and the operators that run on its result.
+    pub joins: Vec<(&'static str, Vec<&'static str>)>,
+    /// The operators after the joins, before the sink.
+    pub operators: Vec<&'static str>,
+    pub metrics: QueryMetrics,
+}
+
+fn query_metrics(q: &PersistentQuery) -> QueryMetrics {
+    let stats = q.stats();
+    QueryMetrics {
+        id: q.id().to_string(),
+        sink: q.plan().sink.topic.clone(),
+        running: *q.state() == QueryState::Running,
+        records_in: stats.records_in.load(Ordering::Relaxed),
+        records_out: stats.records_out.load(Ordering::Relaxed),
+        state_rows: q.state_rows() as u64,
+        late_records: q.late_records(),
+        lag: q.lag(),
+    }
+}
+
 /// Owns the running queries of one engine.
 pub struct Runtime {
     backend: Arc<dyn TopicBackend>,
@@ -136,6 +181,35 @@ impl Runtime {
             .collect()
     }
 
+    /// A snapshot of every query's counters, for monitoring.
+    pub fn metrics(&self) -> Vec<QueryMetrics> {
+        self.queries.lock().iter().map(query_metrics).collect()
+    }
+
+    /// The plan and counters of the query `id`, if it runs.
+    pub fn explain(&self, id: &str) -> Option<QueryExplanation> {
+        let queries = self.queries.lock();
+        let q = queries.iter().find(|q| q.id() == id)?;
+        let plan = q.plan();
+        let names = |ops: &[Box<dyn crate::operator::Operator>]| -> Vec<&'static str> {
+            ops.iter().map(|op| op.name()).collect()
+        };
+        Some(QueryExplanation {
+            inputs: plan
+                .inputs
+                .iter()
+                .map(|i| (i.source.topic.clone(), names(&i.operators)))
+                .collect(),
+            joins: plan
+                .joins
+                .iter()
+                .map(|j| (j.join.name(), names(&j.operators)))
+                .collect(),
+            operators: names(&plan.operators),
+            metrics: query_metrics(q),
+        })
+    }
+
     /// Registers work to run after every pass (see [`StepObserver`]).
     pub fn observe(&self, observer: Arc<dyn StepObserver>) {
         self.observers.lock().push(observer);
@@ -148,6 +222,8 @@ impl Runtime {
         {
             let mut queries = self.queries.lock();
             for q in queries.iter_mut() {
+                // Everything a query logs while it runs names it.
+                let _span = tracing::info_span!("query", id = %q.id()).entered();
                 total += q.poll_once(self.batch_size);
                 // Between polls state, offsets and output agree.
                 if q.checkpoint_due()

@@ -16,6 +16,27 @@ fn source_summary(s: &DataSource) -> Value {
     })
 }
 
+/// A query's operators, one stage a line: each input from its topic, the
+/// joins, then what runs before the sink.
+fn execution_plan(plan: &sluice_engine::runtime::QueryExplanation) -> String {
+    let chain = |ops: &[&str]| ops.iter().map(|op| format!(" -> {op}")).collect::<String>();
+    let mut lines: Vec<String> = plan
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (topic, ops))| format!("input {i}: topic {topic}{}", chain(ops)))
+        .collect();
+    for (i, (join, ops)) in plan.joins.iter().enumerate() {
+        lines.push(format!("join {i}: {join}{}", chain(ops)));
+    }
+    lines.push(format!(
+        "output{} -> sink topic {}",
+        chain(&plan.operators),
+        plan.metrics.sink
+    ));
+    lines.join("\n")
+}
+
 /// One entity for one executed statement.
 pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value {
     match result {
@@ -142,6 +163,31 @@ pub fn render(statement: &str, result: &StatementResult, sequence: u64) -> Value
                     "description": doc.description,
                     "example": doc.example,
                 }],
+                "warnings": [],
+            })
+        }
+        StatementResult::Explanation(e) => {
+            let m = &e.plan.metrics;
+            json!({
+                "@type": "queryDescription",
+                "statementText": statement,
+                "queryDescription": {
+                    "id": e.info.id,
+                    "statementText": e.info.sql,
+                    "sources": e.info.sources,
+                    "sinks": [e.info.sink],
+                    "queryType": "PERSISTENT",
+                    "state": e.state,
+                    "executionPlan": execution_plan(&e.plan),
+                    "overriddenProperties": {},
+                    "metrics": {
+                        "recordsIn": m.records_in,
+                        "recordsOut": m.records_out,
+                        "stateRows": m.state_rows,
+                        "lateRecords": m.late_records,
+                        "consumerLag": m.lag,
+                    },
+                },
                 "warnings": [],
             })
         }

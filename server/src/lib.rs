@@ -17,7 +17,9 @@ pub mod index;
 pub mod inserts;
 pub mod lookup;
 pub mod materialized;
+pub mod metrics;
 pub mod openapi;
+pub mod print;
 pub mod projections;
 pub mod pull;
 pub mod push;
@@ -91,6 +93,8 @@ pub struct AppState {
     pub lookups: Arc<lookup::LookupCache>,
     /// Statuses of the commands `/ksql` ran.
     pub commands: Arc<status::CommandLog>,
+    /// HTTP requests counted for `/metrics`.
+    pub http: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
@@ -109,6 +113,7 @@ impl AppState {
             pull_counter: Arc::new(AtomicU64::new(1)),
             lookups: Arc::new(lookup::LookupCache::new()),
             commands: Arc::new(status::CommandLog::new()),
+            http: Arc::new(metrics::HttpMetrics::default()),
         }
     }
 }
@@ -133,12 +138,17 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status::all_statuses))
         .route("/status/{type}/{entity}/{action}", get(status::status))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .with_state(state)
 }
@@ -224,6 +234,7 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
                     match ctx.execute_statement(statement) {
                         Ok(result) => {
                             let mut entity = entities::render(&statement.text, &result, i as u64);
+                            metrics::annotate(&mut entity, &ctx);
                             if let Some(id) = status::command_id(&statement.statement) {
                                 commands.record(&id, &result);
                                 if let Some(fields) = entity.as_object_mut() {

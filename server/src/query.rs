@@ -90,6 +90,9 @@ pub async fn query(State(state): State<AppState>, body: Bytes) -> Response {
     let outcome = async {
         let request: QueryRequest = parse_body(&body)?;
         let sql = request.ksql.trim().to_string();
+        if crate::print::is_print(&sql) {
+            return Ok(crate::print::respond(&state, &sql));
+        }
         match classify(&sql)? {
             QueryKind::Pull => {
                 let result =

@@ -73,6 +73,16 @@ pub enum StatementResult {
         doc: &'static crate::functions::docs::FunctionDoc,
     },
     Properties(BTreeMap<String, String>),
+    /// `EXPLAIN`: a running query and its plan.
+    Explanation(Box<QueryExplanation>),
+}
+
+/// What `EXPLAIN <query id>` shows.
+#[derive(Debug, Clone)]
+pub struct QueryExplanation {
+    pub info: QueryInfo,
+    pub state: String,
+    pub plan: sluice_engine::runtime::QueryExplanation,
 }
 
 #[derive(Debug, Clone)]
@@ -424,6 +434,7 @@ impl KsqlContext {
                 }
             }
             Statement::Terminate { query_id } => self.terminate(query_id.as_deref()),
+            Statement::Explain { query_id } => self.explain(query_id),
             Statement::Select(_) => {
                 not_supported!("transient queries (SELECT without CREATE or INSERT)")
             }
@@ -1145,6 +1156,33 @@ impl KsqlContext {
                 source.topic
             ),
         }
+    }
+
+    fn explain(&self, query_id: &str) -> Result<StatementResult> {
+        let id = query_id.to_uppercase();
+        let Some(info) = self.catalog.lock().query(&id).cloned() else {
+            return statement_err!("Query with id:{id} does not exist");
+        };
+        let Some(plan) = self.runtime.explain(&id) else {
+            return statement_err!("Query {id} is not running");
+        };
+        let state = self
+            .runtime
+            .states()
+            .into_iter()
+            .find(|(q, _)| *q == id)
+            .map_or_else(
+                || "UNKNOWN".to_string(),
+                |(_, s)| match s {
+                    QueryState::Running => "RUNNING".to_string(),
+                    QueryState::Error(_) => "ERROR".to_string(),
+                },
+            );
+        Ok(StatementResult::Explanation(Box::new(QueryExplanation {
+            info,
+            state,
+            plan,
+        })))
     }
 
     fn terminate(&self, query_id: Option<&str>) -> Result<StatementResult> {

@@ -66,6 +66,11 @@ pub trait Operator: Send {
     fn state_rows(&self) -> usize {
         0
     }
+    /// Records dropped for arriving after their window closed; 0 for
+    /// operators without windows.
+    fn late_records(&self) -> u64 {
+        0
+    }
     /// Emits what the operator holds back (coalesced updates) once it is
     /// due; called when the query has no input, so held updates never wait
     /// for the next record.

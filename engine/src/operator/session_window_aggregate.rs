@@ -136,6 +136,10 @@ impl Operator for SessionWindowAggregate {
         self.sessions.values().map(|(_, s)| s.len()).sum()
     }
 
+    fn late_records(&self) -> u64 {
+        self.late_records
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
     }

@@ -306,6 +306,10 @@ impl Operator for TimeWindowAggregate {
         self.windows.len()
     }
 
+    fn late_records(&self) -> u64 {
+        self.late_records
+    }
+
     fn flush(&mut self, _ctx: &OperatorContext) -> Result<Option<ChangeBatch>> {
         if self.pending.is_empty() || !self.flush_due() {
             return Ok(None);

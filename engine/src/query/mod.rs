@@ -443,6 +443,23 @@ impl PersistentQuery {
         &self.state
     }
 
+    /// Records of the source topics not read yet, over every input.
+    pub fn lag(&self) -> u64 {
+        self.consumers.iter().map(|c| c.lag()).sum()
+    }
+
+    /// Records dropped by windowed operators for arriving too late.
+    pub fn late_records(&self) -> u64 {
+        let ops = self
+            .plan
+            .inputs
+            .iter()
+            .flat_map(|i| i.operators.iter())
+            .chain(self.plan.joins.iter().flat_map(|j| j.operators.iter()))
+            .chain(self.plan.operators.iter());
+        ops.map(|op| op.late_records()).sum()
+    }
+
     /// Rows of operator state the query holds.
     pub fn state_rows(&self) -> usize {
         let ops = self

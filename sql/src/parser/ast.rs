@@ -222,6 +222,10 @@ pub enum Statement {
     Terminate {
         query_id: Option<String>,
     },
+    /// `EXPLAIN <query id>`: a running query's plan and counters.
+    Explain {
+        query_id: String,
+    },
     /// A transient query (push or pull).
     Select(Query),
     SetProperty {

@@ -283,6 +283,14 @@ impl<'a> KsqlParser<'a> {
                     }
                 }
             }
+            "EXPLAIN" => {
+                self.p.next_token();
+                let token = self.p.next_token();
+                match token.token {
+                    Token::Word(w) => Ok(Statement::Explain { query_id: w.value }),
+                    _ => Err(self.error_at(&token, "EXPLAIN takes the id of a running query")),
+                }
+            }
             "SELECT" => Ok(Statement::Select(self.parse_query()?)),
             "SET" => {
                 self.p.next_token();
@@ -296,7 +304,7 @@ impl<'a> KsqlParser<'a> {
                 let name = self.p.parse_literal_string().map_err(syntax)?;
                 Ok(Statement::UnsetProperty { name })
             }
-            _ => Err(self.error("expected CREATE, INSERT, DROP, SHOW, LIST, DESCRIBE, TERMINATE, SELECT, SET or UNSET")),
+            _ => Err(self.error("expected CREATE, INSERT, DROP, SHOW, LIST, DESCRIBE, EXPLAIN, TERMINATE, SELECT, SET or UNSET")),
         }
     }
 
