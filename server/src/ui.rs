@@ -43,6 +43,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
         JS,
         include_str!("../ui/processing-log.js"),
     ),
+    ("metrics.js", JS, include_str!("../ui/metrics.js")),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";

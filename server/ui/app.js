@@ -9,9 +9,10 @@ import * as agents from './agents.js';
 import * as consoleView from './console.js';
 import * as projections from './projections.js';
 import * as processingLog from './processing-log.js';
+import * as metrics from './metrics.js';
 
 const routes = {
-  matches, match, leaderboards, analytics, agents, console: consoleView, projections, 'processing-log': processingLog,
+  matches, match, leaderboards, analytics, agents, console: consoleView, projections, 'processing-log': processingLog, metrics,
 };
 const root = document.getElementById('view');
 let leave = null;

@@ -118,6 +118,7 @@ try {
     ['agents', '#sessions tbody tr'],
     ['projections', 'main tbody tr'],
     ['processing-log', '#log-latest tbody tr'],
+    ['metrics', '#metric-queries tbody tr'],
   ]) {
     await step(`${view} renders`, async () => {
       await page.goto(`${base}/#/${view}`);
