@@ -2,32 +2,20 @@
 //! generators write the match and agent topics through Kafka and every
 //! projection of `queries/` fills from them.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::KillOnDrop;
 
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The body of `GET path`, when the server answers 200.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
+/// The JSON body of `GET path`, when the server answers 200.
+fn get_json(port: u16, path: &str) -> Option<String> {
+    let answer = common::get(port, path)?;
     if !answer.starts_with("HTTP/1.1 200") {
         return None;
     }
@@ -42,10 +30,7 @@ fn get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn demo_fills_every_projection_through_kafka() {
     let broker = TansuBroker::start().unwrap_or_else(|e| panic!("{e}"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = common::free_port();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let log_path = std::env::temp_dir().join(format!("sluice-demo-kafka-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log");
@@ -64,7 +49,7 @@ fn demo_fills_every_projection_through_kafka() {
     let mut empty: Vec<String> = Vec::new();
     while started.elapsed() < Duration::from_secs(150) {
         std::thread::sleep(Duration::from_secs(2));
-        let Some(body) = get(port, "/projections") else {
+        let Some(body) = get_json(port, "/projections") else {
             continue;
         };
         let Ok(Value::Array(all)) = serde_json::from_str::<Value>(&body) else {

@@ -12,7 +12,7 @@ fn source_summary(s: &DataSource) -> Value {
         "topic": s.topic,
         "keyFormat": s.key_format.name(),
         "valueFormat": s.value_format.name(),
-        "isWindowed": false,
+        "isWindowed": s.window.is_some(),
     })
 }
 

@@ -1,0 +1,44 @@
+//! What the tests that run the `sluice` binary as a server share: a child
+//! process killed on drop, a free port, and a bare HTTP/1.1 GET.
+//!
+//! Each test file uses what it needs of this.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Child;
+use std::time::Duration;
+
+/// A child process (a server) killed when the test ends, however it ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The raw answer to `GET path` on the loopback port, or `None` when
+/// nothing answers.
+pub fn get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    Some(answer)
+}
+
+/// True once `GET /healthcheck` answers 200.
+pub fn healthy(port: u16) -> bool {
+    get(port, "/healthcheck").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+}
