@@ -261,18 +261,7 @@ impl KsqlContext {
     /// For scripts run at every start (`serve --queries`) on top of a
     /// replayed catalog. Returns the results and how many were skipped.
     pub fn execute_new(&self, sql: &str) -> Result<(Vec<StatementResult>, usize), StatementError> {
-        let statements = parse_statements(sql).map_err(|error| {
-            let (line, column) = match &error {
-                SqlError::Syntax { line, column, .. } => (*line, *column),
-                _ => (0, 0),
-            };
-            StatementError {
-                statement: sql.trim().to_string(),
-                line,
-                column,
-                error,
-            }
-        })?;
+        let statements = parse_script(sql)?;
         let mut results = Vec::new();
         let mut skipped = 0;
         for parsed in statements {
@@ -363,18 +352,7 @@ impl KsqlContext {
     /// Parses and executes a script; stops at the first failing statement
     /// (the ones before it stay executed, as in ksqlDB).
     pub fn execute(&self, sql: &str) -> Result<Vec<StatementResult>, StatementError> {
-        let statements = parse_statements(sql).map_err(|error| {
-            let (line, column) = match &error {
-                SqlError::Syntax { line, column, .. } => (*line, *column),
-                _ => (0, 0),
-            };
-            StatementError {
-                statement: sql.trim().to_string(),
-                line,
-                column,
-                error,
-            }
-        })?;
+        let statements = parse_script(sql)?;
         let mut results = Vec::with_capacity(statements.len());
         for parsed in statements {
             let result = self
@@ -1519,4 +1497,21 @@ fn parse_window_size(text: &str) -> Result<i64> {
         _ => return Err(invalid()),
     };
     amount.checked_mul(factor).ok_or_else(invalid)
+}
+
+/// The statements of a script; a syntax error becomes a
+/// [`StatementError`] with its position.
+fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, StatementError> {
+    parse_statements(sql).map_err(|error| {
+        let (line, column) = match &error {
+            SqlError::Syntax { line, column, .. } => (*line, *column),
+            _ => (0, 0),
+        };
+        StatementError {
+            statement: sql.trim().to_string(),
+            line,
+            column,
+            error,
+        }
+    })
 }
