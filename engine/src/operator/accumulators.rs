@@ -185,7 +185,7 @@ impl EvaluatedInput {
     pub fn new(
         batch: &RecordBatch,
         group_exprs: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
-        aggregates: &AggregateSet,
+        aggregates: &[Arc<AggregateFunctionExpr>],
         converter: &datafusion::arrow::row::RowConverter,
         ctx: &super::OperatorContext,
     ) -> Result<Self> {
@@ -197,7 +197,6 @@ impl EvaluatedInput {
             .map(|e| evaluate_isolating_errors(e, batch, ctx))
             .collect::<Result<Vec<_>>>()?;
         let args = aggregates
-            .aggregates
             .iter()
             .map(|a| {
                 a.expressions()

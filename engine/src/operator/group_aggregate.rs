@@ -126,7 +126,7 @@ impl Operator for GroupAggregate {
         let evaluated = EvaluatedInput::new(
             batch,
             &self.group_exprs,
-            &self.aggregates,
+            &self.aggregates.aggregates,
             &self.group_rows,
             ctx,
         )?;

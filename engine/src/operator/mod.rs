@@ -11,6 +11,7 @@ pub mod explode;
 pub mod filter;
 pub mod foreign_key_join;
 pub mod group_aggregate;
+pub mod group_states;
 pub mod join_rows;
 pub mod projection;
 pub mod session_window_aggregate;

@@ -148,7 +148,7 @@ impl Operator for SessionWindowAggregate {
         let evaluated = EvaluatedInput::new(
             &input.data,
             &self.group_exprs,
-            &self.aggregates,
+            &self.aggregates.aggregates,
             &self.converter,
             ctx,
         )?;

@@ -6,6 +6,10 @@
 //! `EMIT CHANGES` every update is emitted; with `EMIT FINAL` a window is
 //! emitted once, when it closes. Windows are forgotten once they are older
 //! than the retention, so state is bounded by retention, not by history.
+//!
+//! State is kept per window: the groups seen in it and their accumulators
+//! ([`GroupStates`]), so that a batch updates each window's aggregates in
+//! one vectorised call and an expiring window is dropped whole.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,20 +17,18 @@ use std::time::{Duration, Instant};
 
 // DataFusion's hash map: keys here are hashed once per record, and its
 // default hasher is much faster than std's.
-use datafusion::common::hash_map::Entry;
-use datafusion::common::{HashMap, HashSet};
+use datafusion::common::HashMap;
 
-use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, interleave_record_batch, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter};
-use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use super::accumulators::{
-    AggregateSet, EmittedRow, EvaluatedInput, build_output_with_keys, group_key_converter, skip_row,
-};
-use super::state::{self, AccumulatorStates};
+use super::accumulators::{EvaluatedInput, group_key_converter, skip_row};
+use super::group_states::GroupStates;
+use super::state;
 use super::{Operator, OperatorContext};
 use crate::batch::ChangeBatch;
 use crate::error::{EngineError, Result};
@@ -61,11 +63,59 @@ struct GroupKey {
     windows: usize,
 }
 
-struct WindowState {
-    accumulators: Vec<Box<dyn Accumulator>>,
-    rowtime: i64,
-    partition: i32,
-    offset: i64,
+/// One live window: its groups, numbered by slot, and their state.
+struct Window {
+    slot_of: HashMap<u32, u32>,
+    /// Per slot: the group id, and the newest record's time and position.
+    groups: Vec<u32>,
+    rowtimes: Vec<i64>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    /// Per slot: whether an update is held for the next flush.
+    pending: Vec<bool>,
+    states: GroupStates,
+}
+
+impl Window {
+    fn new(aggregates: &Arc<[Arc<AggregateFunctionExpr>]>) -> Result<Self> {
+        Ok(Window {
+            slot_of: HashMap::new(),
+            groups: Vec::new(),
+            rowtimes: Vec::new(),
+            partitions: Vec::new(),
+            offsets: Vec::new(),
+            pending: Vec::new(),
+            states: GroupStates::new(aggregates.clone())?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The slot of `group`, and whether it is new to this window.
+    fn slot(&mut self, group: u32) -> Result<(usize, bool)> {
+        if let Some(slot) = self.slot_of.get(&group) {
+            return Ok((*slot as usize, false));
+        }
+        let slot = self.states.add_group()?;
+        let id = u32::try_from(slot)
+            .map_err(|_| EngineError::Execution("more than 2^32 groups in one window".into()))?;
+        self.slot_of.insert(group, id);
+        self.groups.push(group);
+        self.rowtimes.push(i64::MIN);
+        self.partitions.push(0);
+        self.offsets.push(0);
+        self.pending.push(false);
+        Ok((slot, true))
+    }
+}
+
+/// The rows of one input batch that go to one window.
+#[derive(Default)]
+struct WindowRows {
+    rows: Vec<u32>,
+    slots: Vec<usize>,
 }
 
 pub struct TimeWindowAggregate {
@@ -73,29 +123,23 @@ pub struct TimeWindowAggregate {
     size_ms: i64,
     timing: WindowTiming,
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
-    aggregates: AggregateSet,
+    aggregates: Arc<[Arc<AggregateFunctionExpr>]>,
     output_schema: SchemaRef,
     converter: RowConverter,
-    /// Dense ids of the group keys seen, so that per-record lookups hash a
+    /// Dense ids of the group keys seen, so that windows index groups by a
     /// number rather than the key; `group_keys[id]` holds its values.
     group_ids: HashMap<Box<[u8]>, u32>,
     group_keys: Vec<GroupKey>,
     /// Ids whose group has no live window any more, for reuse.
     free_ids: Vec<u32>,
-    /// Ids freed during the current batch: reusable once the batch's output
-    /// (which may still name them) is built.
-    freed_in_batch: Vec<u32>,
-    windows: HashMap<(u32, i64), WindowState>,
-    /// The groups of every live window by (end, start), for closing and
-    /// expiry.
-    by_end: BTreeMap<(i64, i64), Vec<u32>>,
-    /// The group of each row of `out`, whose key the output is built from.
-    out_groups: Vec<u32>,
+    /// Live windows by start (all have the same size, so this is also
+    /// the order they close and expire in).
+    windows: BTreeMap<i64, Window>,
     stream_time: i64,
     late_records: u64,
-    /// Windows changed since the last flush, in first-change order.
-    pending: Vec<(u32, i64)>,
-    pending_set: HashSet<(u32, i64)>,
+    /// Updates held for the next flush, (window start, slot), in
+    /// first-change order.
+    pending: Vec<(i64, usize)>,
     last_flush: Instant,
 }
 
@@ -122,27 +166,23 @@ impl TimeWindowAggregate {
             size_ms,
             timing,
             group_exprs,
-            aggregates: AggregateSet { aggregates },
+            aggregates: aggregates.into(),
             output_schema,
             converter,
             group_ids: HashMap::new(),
             group_keys: Vec::new(),
             free_ids: Vec::new(),
-            freed_in_batch: Vec::new(),
-            windows: HashMap::new(),
-            by_end: BTreeMap::new(),
-            out_groups: Vec::new(),
+            windows: BTreeMap::new(),
             stream_time: i64::MIN,
             late_records: 0,
             pending: Vec::new(),
-            pending_set: HashSet::new(),
             last_flush: Instant::now(),
         })
     }
 
-    /// Windows held in state now.
+    /// (group, window) pairs held in state now.
     pub fn live_windows(&self) -> usize {
-        self.windows.len()
+        self.windows.values().map(Window::len).sum()
     }
 
     /// Group keys with at least one live window.
@@ -155,64 +195,95 @@ impl TimeWindowAggregate {
         self.late_records
     }
 
-    fn emit(&self, state: &mut WindowState, start: i64) -> Result<EmittedRow> {
-        Ok(EmittedRow {
-            key: Vec::new(),
-            values: Some(AggregateSet::evaluate(&mut state.accumulators)?),
-            rowtime: state.rowtime,
-            partition: state.partition,
-            offset: state.offset,
-            window: Some((start, start.saturating_add(self.size_ms))),
-        })
-    }
-
     fn flush_due(&self) -> bool {
         self.timing
             .flush_interval
             .is_none_or(|interval| self.last_flush.elapsed() >= interval)
     }
 
-    /// Emits every window changed since the last flush, once.
-    fn drain_pending(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
-        self.pending_set.clear();
-        for slot in std::mem::take(&mut self.pending) {
-            // A window that expired meanwhile was emitted as it expired.
-            if let Some(state) = self.windows.get_mut(&slot) {
-                out.push(EmittedRow {
-                    key: Vec::new(),
-                    values: Some(AggregateSet::evaluate(&mut state.accumulators)?),
-                    rowtime: state.rowtime,
-                    partition: state.partition,
-                    offset: state.offset,
-                    window: Some((slot.1, slot.1.saturating_add(self.size_ms))),
-                });
-                self.out_groups.push(slot.0);
-            }
+    /// The output rows of `slots` of the window starting at `start`.
+    fn emit(&mut self, start: i64, slots: &[usize]) -> Result<RecordBatch> {
+        let end = start.saturating_add(self.size_ms);
+        let window = self
+            .windows
+            .get_mut(&start)
+            .ok_or_else(|| EngineError::Execution(format!("no window at {start}")))?;
+        let values = window.states.values(slots)?;
+        let keys = self.converter.convert_rows(
+            slots
+                .iter()
+                .map(|s| self.group_keys[window.groups[*s] as usize].row.row()),
+        )?;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        columns.extend(keys);
+        columns.extend(values);
+        let pick_i64 =
+            |v: &[i64]| Arc::new(Int64Array::from_iter_values(slots.iter().map(|s| v[*s])));
+        columns.push(pick_i64(&window.rowtimes));
+        columns.push(Arc::new(Int32Array::from_iter_values(
+            slots.iter().map(|s| window.partitions[*s]),
+        )));
+        columns.push(pick_i64(&window.offsets));
+        if self.output_schema.fields().len() > columns.len() {
+            columns.push(Arc::new(Int64Array::from_value(start, slots.len())));
+            columns.push(Arc::new(Int64Array::from_value(end, slots.len())));
         }
-        self.last_flush = Instant::now();
-        Ok(())
+        // The planner's output types may differ from what the key encoding
+        // or an accumulator produces (e.g. a narrower integer).
+        let columns = columns
+            .into_iter()
+            .zip(self.output_schema.fields().iter())
+            .map(|(array, field)| {
+                Ok(if array.data_type() == field.data_type() {
+                    array
+                } else {
+                    datafusion::arrow::compute::cast(&array, field.data_type())?
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.output_schema.clone(), columns)?)
     }
 
-    /// The batch of `out`, keyed by the groups recorded in `out_groups`;
-    /// afterwards ids freed meanwhile become reusable.
-    fn build(&mut self, out: Vec<EmittedRow>) -> Result<ChangeBatch> {
-        let groups = std::mem::take(&mut self.out_groups);
-        let keys = if out.is_empty() {
-            Vec::new()
-        } else {
-            self.converter.convert_rows(
-                groups
-                    .iter()
-                    .map(|g| self.group_keys[*g as usize].row.row()),
-            )?
-        };
-        self.free_ids.append(&mut self.freed_in_batch);
-        build_output_with_keys(
-            &self.output_schema,
-            keys,
-            self.aggregates.aggregates.len(),
-            out,
-        )
+    /// Emits every window changed since the last flush, once, in the
+    /// order they first changed.
+    fn drain_pending(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        // Per window, the slots to emit; and per output row, which
+        // window's batch and row it comes from.
+        let mut parts: Vec<(i64, Vec<usize>)> = Vec::new();
+        let mut order: Vec<(usize, usize)> = Vec::with_capacity(self.pending.len());
+        for (start, slot) in std::mem::take(&mut self.pending) {
+            // A window that expired meanwhile was emitted as it expired.
+            let Some(window) = self.windows.get_mut(&start) else {
+                continue;
+            };
+            window.pending[slot] = false;
+            let part = match parts.iter().position(|(s, _)| *s == start) {
+                Some(part) => part,
+                None => {
+                    parts.push((start, Vec::new()));
+                    parts.len() - 1
+                }
+            };
+            order.push((part, parts[part].1.len()));
+            parts[part].1.push(slot);
+        }
+        let batches = parts
+            .iter()
+            .map(|(start, slots)| self.emit(*start, slots))
+            .collect::<Result<Vec<_>>>()?;
+        match batches.len() {
+            0 => {}
+            1 => out.extend(batches),
+            _ => {
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                out.push(interleave_record_batch(&refs, &order)?);
+            }
+        }
+        Ok(())
     }
 
     /// The id of a group key, assigning one to a new key.
@@ -246,7 +317,7 @@ impl TimeWindowAggregate {
         key.windows = key.windows.saturating_sub(1);
         if key.windows == 0 {
             self.group_ids.remove(key.row.as_ref());
-            self.freed_in_batch.push(group);
+            self.free_ids.push(group);
         }
     }
 
@@ -255,45 +326,59 @@ impl TimeWindowAggregate {
     /// window that left the retention before it could be emitted is never
     /// emitted: retention is at least size plus grace, so that only happens
     /// when stream time jumps.
-    fn close_and_expire(&mut self, out: &mut Vec<EmittedRow>) -> Result<()> {
+    fn close_and_expire(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
         let close_before = self.stream_time.saturating_sub(self.timing.grace_ms);
         let expire_before = self.stream_time.saturating_sub(self.timing.retention_ms);
         let finalize = self.timing.emit == EmitMode::Final;
-        while let Some((&(end, start), _)) = self.by_end.first_key_value() {
+        while let Some((&start, _)) = self.windows.first_key_value() {
+            let end = start.saturating_add(self.size_ms);
             let expired = start < expire_before;
             let closed = end <= close_before;
-            let due = expired || (finalize && closed);
-            if !due {
+            if !(expired || (finalize && closed)) {
                 break;
             }
-            let Some((_, mut groups)) = self.by_end.pop_first() else {
+            let Some(window) = self.windows.get(&start) else {
                 break;
             };
-            if !expired {
+            let slots: Vec<usize> = if expired {
+                // An expiring window still owes the updates it is holding
+                // back (EMIT CHANGES between flushes): a batch can span
+                // more than the retention, as a backlog does, and dropping
+                // them would lose the window's last values.
+                (0..window.len()).filter(|s| window.pending[*s]).collect()
+            } else {
                 // Simultaneous closings come out in key order, as from a
                 // key-ordered store.
-                groups.sort_by(|a, b| {
-                    self.group_keys[*a as usize]
+                let mut slots: Vec<usize> = (0..window.len()).collect();
+                slots.sort_by(|a, b| {
+                    self.group_keys[window.groups[*a] as usize]
                         .row
-                        .cmp(&self.group_keys[*b as usize].row)
+                        .cmp(&self.group_keys[window.groups[*b] as usize].row)
                 });
+                slots
+            };
+            if !slots.is_empty() {
+                out.push(self.emit(start, &slots)?);
             }
-            for group in groups {
-                if let Some(mut state) = self.windows.remove(&(group, start)) {
-                    // An expiring window still owes the update it is
-                    // holding back (EMIT CHANGES between flushes): a batch
-                    // can span more than the retention, as a backlog does,
-                    // and dropping it would lose the window's last value.
-                    let owed = expired && self.pending_set.remove(&(group, start));
-                    if !expired || owed {
-                        out.push(self.emit(&mut state, start)?);
-                        self.out_groups.push(group);
-                    }
+            if let Some(window) = self.windows.remove(&start) {
+                for group in window.groups {
                     self.release_group(group);
                 }
             }
         }
         Ok(())
+    }
+
+    fn build(&self, out: Vec<RecordBatch>) -> Result<ChangeBatch> {
+        let data = match out.len() {
+            0 => return Ok(ChangeBatch::empty(self.output_schema.clone())),
+            1 => out
+                .into_iter()
+                .next()
+                .ok_or_else(|| EngineError::Execution("no output".into()))?,
+            _ => concat_batches(&self.output_schema, &out)?,
+        };
+        Ok(ChangeBatch::new(data))
     }
 }
 
@@ -303,7 +388,7 @@ impl Operator for TimeWindowAggregate {
     }
 
     fn state_rows(&self) -> usize {
-        self.windows.len()
+        self.live_windows()
     }
 
     fn late_records(&self) -> u64 {
@@ -332,10 +417,10 @@ impl Operator for TimeWindowAggregate {
             &self.converter,
             ctx,
         )?;
-        let mut out = Vec::new();
-        // Changed windows are emitted once per flush: after each batch (one
-        // record per batch is ksqlDB's per-record output; larger batches
-        // coalesce), or once per flush interval when one is set.
+        let changes = self.timing.emit == EmitMode::Changes;
+        // Which rows go to which window (and slot there); the windows'
+        // accumulators are then updated once per window.
+        let mut touched: Vec<(i64, WindowRows)> = Vec::new();
         for row in 0..n {
             if skip_row(&input, &evaluated, row, ctx) {
                 continue;
@@ -354,76 +439,131 @@ impl Operator for TimeWindowAggregate {
                     );
                     continue;
                 }
-                let state = match self.windows.entry((group, start)) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(v) => {
-                        self.group_keys[group as usize].windows += 1;
-                        self.by_end.entry((end, start)).or_default().push(group);
-                        v.insert(WindowState {
-                            accumulators: self.aggregates.new_accumulators(false)?,
-                            rowtime,
-                            partition: evaluated.partitions.value(row),
-                            offset: evaluated.offsets.value(row),
-                        })
+                let window = match self.windows.get_mut(&start) {
+                    Some(window) => window,
+                    None => self
+                        .windows
+                        .entry(start)
+                        .or_insert(Window::new(&self.aggregates)?),
+                };
+                let (slot, new) = window.slot(group)?;
+                if new {
+                    self.group_keys[group as usize].windows += 1;
+                }
+                window.rowtimes[slot] = window.rowtimes[slot].max(rowtime);
+                window.partitions[slot] = evaluated.partitions.value(row);
+                window.offsets[slot] = evaluated.offsets.value(row);
+                if changes && !window.pending[slot] {
+                    window.pending[slot] = true;
+                    self.pending.push((start, slot));
+                }
+                let rows = match touched.iter().position(|(s, _)| *s == start) {
+                    Some(i) => &mut touched[i].1,
+                    None => {
+                        touched.push((start, WindowRows::default()));
+                        let last = touched.len() - 1;
+                        &mut touched[last].1
                     }
                 };
-                AggregateSet::update(&mut state.accumulators, &evaluated.args, row)?;
-                state.rowtime = state.rowtime.max(rowtime);
-                state.partition = evaluated.partitions.value(row);
-                state.offset = evaluated.offsets.value(row);
-                if self.timing.emit == EmitMode::Changes && self.pending_set.insert((group, start))
-                {
-                    self.pending.push((group, start));
-                }
+                rows.rows.push(row as u32);
+                rows.slots.push(slot);
             }
-            self.close_and_expire(&mut out)?;
         }
+        for (start, rows) in touched {
+            let Some(window) = self.windows.get_mut(&start) else {
+                continue;
+            };
+            if rows.rows.len() == n {
+                // Every row, in order: no need to copy the arguments.
+                window.states.update(&evaluated.args, &rows.slots)?;
+            } else {
+                let indices = UInt32Array::from(rows.rows);
+                let args = evaluated
+                    .args
+                    .iter()
+                    .map(|args| {
+                        args.iter()
+                            .map(|a| take(a.as_ref(), &indices, None))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                window.states.update(&args, &rows.slots)?;
+            }
+        }
+        let mut out = Vec::new();
+        self.close_and_expire(&mut out)?;
+        // Changed windows are emitted once per flush: after each batch (one
+        // record per batch is ksqlDB's per-record output; larger batches
+        // coalesce), or once per flush interval when one is set.
         if self.flush_due() {
             self.drain_pending(&mut out)?;
         }
         self.build(out)
     }
 
-    /// Two parts: every live window (`key0..`, `start`, `rowtime`,
-    /// `partition`, `offset`, its place among the held updates `pending`
-    /// or -1, accumulator states `agg{i}.{j}`), and the counters
+    /// Two parts: every live (group, window) (`key0..`, `start`,
+    /// `rowtime`, `partition`, `offset`, its place among the held updates
+    /// `pending` or -1, accumulator states `agg{i}.{j}`), and the counters
     /// `stream_time`, `late_records`.
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
-        let pending: HashMap<(u32, i64), i64> = self
+        let places: HashMap<(i64, usize), i64> = self
             .pending
             .iter()
             .enumerate()
             .map(|(i, slot)| (*slot, i as i64))
             .collect();
-        let n = self.windows.len();
-        let mut keys = Vec::with_capacity(n);
-        let (mut starts, mut rowtimes, mut partitions, mut offsets, mut places) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let mut states = AccumulatorStates::default();
-        for (slot, window) in self.windows.iter_mut() {
-            keys.push(&self.group_keys[slot.0 as usize].row);
-            starts.push(slot.1);
-            rowtimes.push(window.rowtime);
-            partitions.push(window.partition);
-            offsets.push(window.offset);
-            places.push(pending.get(slot).copied().unwrap_or(-1));
-            states.push(&mut window.accumulators)?;
+        let mut parts = Vec::with_capacity(self.windows.len());
+        for (start, window) in self.windows.iter_mut() {
+            let n = window.len();
+            let keys = window
+                .groups
+                .iter()
+                .map(|g| &self.group_keys[*g as usize].row);
+            let mut columns = state::key_columns(&self.converter, keys, "key")?;
+            let mut add = |name: &str, array: ArrayRef| columns.push((name.to_string(), array));
+            add("start", Arc::new(Int64Array::from_value(*start, n)));
+            add(
+                "rowtime",
+                Arc::new(Int64Array::from(window.rowtimes.clone())),
+            );
+            add(
+                "partition",
+                Arc::new(Int32Array::from(window.partitions.clone())),
+            );
+            add("offset", Arc::new(Int64Array::from(window.offsets.clone())));
+            add(
+                "pending",
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|s| places.get(&(*start, s)).copied().unwrap_or(-1)),
+                )),
+            );
+            for (i, fields) in window.states.states()?.into_iter().enumerate() {
+                for (j, field) in fields.into_iter().enumerate() {
+                    add(&format!("agg{i}.{j}"), field);
+                }
+            }
+            parts.push(state::batch(columns, n)?);
         }
-        let mut columns = state::key_columns(&self.converter, keys.into_iter(), "key")?;
-        let mut add = |name: &str, array: ArrayRef| columns.push((name.to_string(), array));
-        add("start", Arc::new(Int64Array::from(starts)));
-        add("rowtime", Arc::new(Int64Array::from(rowtimes)));
-        add("partition", Arc::new(Int32Array::from(partitions)));
-        add("offset", Arc::new(Int64Array::from(offsets)));
-        add("pending", Arc::new(Int64Array::from(places)));
-        columns.extend(states.into_columns()?);
+        let windows = match parts.first() {
+            Some(first) => concat_batches(&first.schema(), &parts)?,
+            None => {
+                let keys = state::key_columns(&self.converter, std::iter::empty(), "key")?;
+                let mut columns = keys;
+                for name in ["start", "rowtime", "offset", "pending"] {
+                    columns.push((
+                        name.to_string(),
+                        Arc::new(Int64Array::from(Vec::<i64>::new())) as ArrayRef,
+                    ));
+                }
+                columns.push((
+                    "partition".to_string(),
+                    Arc::new(Int32Array::from(Vec::<i32>::new())),
+                ));
+                state::batch(columns, 0)?
+            }
+        };
         Ok(vec![
-            state::batch(columns, n)?,
+            windows,
             state::meta(&[
                 ("stream_time", self.stream_time),
                 ("late_records", self.late_records as i64),
@@ -443,37 +583,64 @@ impl Operator for TimeWindowAggregate {
         let partitions = state::i32s(&windows, "partition")?;
         let offsets = state::i64s(&windows, "offset")?;
         let places = state::i64s(&windows, "pending")?;
-        let states = AccumulatorStates::columns_of(&windows, self.aggregates.aggregates.len());
+        let states: Vec<Vec<ArrayRef>> = (0..self.aggregates.len())
+            .map(|i| state::numbered(&windows, &format!("agg{i}.")))
+            .collect();
+        let mut restored: Vec<(i64, WindowRows)> = Vec::new();
         let mut pending = Vec::new();
         for row in 0..windows.num_rows() {
             let group = self.group_id(keys.row(row))?;
             let start = starts.value(row);
-            let mut accumulators = self.aggregates.new_accumulators(false)?;
-            AccumulatorStates::restore_row(&states, row, &mut accumulators)?;
-            let previous = self.windows.insert(
-                (group, start),
-                WindowState {
-                    accumulators,
-                    rowtime: rowtimes.value(row),
-                    partition: partitions.value(row),
-                    offset: offsets.value(row),
-                },
-            );
-            if previous.is_some() {
+            let window = match self.windows.get_mut(&start) {
+                Some(window) => window,
+                None => self
+                    .windows
+                    .entry(start)
+                    .or_insert(Window::new(&self.aggregates)?),
+            };
+            let (slot, new) = window.slot(group)?;
+            if !new {
                 return Err(EngineError::Checkpoint(
                     "TimeWindowAggregate state holds a window twice".into(),
                 ));
             }
             self.group_keys[group as usize].windows += 1;
-            let end = start.saturating_add(self.size_ms);
-            self.by_end.entry((end, start)).or_default().push(group);
+            window.rowtimes[slot] = rowtimes.value(row);
+            window.partitions[slot] = partitions.value(row);
+            window.offsets[slot] = offsets.value(row);
             if places.value(row) >= 0 {
-                pending.push((places.value(row), (group, start)));
+                window.pending[slot] = true;
+                pending.push((places.value(row), (start, slot)));
             }
+            let rows = match restored.iter().position(|(s, _)| *s == start) {
+                Some(i) => &mut restored[i].1,
+                None => {
+                    restored.push((start, WindowRows::default()));
+                    let last = restored.len() - 1;
+                    &mut restored[last].1
+                }
+            };
+            rows.rows.push(row as u32);
+            rows.slots.push(slot);
+        }
+        for (start, rows) in restored {
+            let Some(window) = self.windows.get_mut(&start) else {
+                continue;
+            };
+            let indices = UInt32Array::from(rows.rows);
+            let picked = states
+                .iter()
+                .map(|fields| {
+                    fields
+                        .iter()
+                        .map(|a| take(a.as_ref(), &indices, None))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            window.states.merge_states(&picked, &rows.slots)?;
         }
         pending.sort_unstable();
         self.pending = pending.into_iter().map(|(_, slot)| slot).collect();
-        self.pending_set = self.pending.iter().copied().collect();
         Ok(())
     }
 }
