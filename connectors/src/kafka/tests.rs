@@ -120,3 +120,17 @@ fn a_consumer_sought_into_a_batch_reads_from_that_record_on() {
         assert_eq!(consumer.positions(), vec![(0, 1_000)]);
     }
 }
+
+#[test]
+fn tansu_lacks_end_txn_so_output_is_at_least_once() {
+    // Tansu 0.6 serves InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn
+    // and TxnOffsetCommit, but routes no EndTxn: a transaction can never
+    // commit there. When this fails, Tansu gained it.
+    let (_broker, topics) = connect();
+    assert_eq!(
+        topics.transaction_support(),
+        sluice_engine::topic::TransactionSupport::Unsupported(
+            "the broker does not advertise EndTxn (API key 26)".into()
+        )
+    );
+}
