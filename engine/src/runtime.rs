@@ -135,6 +135,16 @@ impl Runtime {
         }
     }
 
+    /// Waits until every query's output is in its sink topic (sinks
+    /// pipeline their writes); a query whose output cannot be delivered
+    /// stops with an error.
+    pub fn flush(&self) {
+        for q in self.queries.lock().iter_mut() {
+            // A failure is logged and recorded in the query's state.
+            let _ = q.flush();
+        }
+    }
+
     pub fn backend(&self) -> &Arc<dyn TopicBackend> {
         &self.backend
     }
@@ -258,6 +268,7 @@ impl Runtime {
                         runtime.backend.wait_for_data(Duration::from_millis(50));
                     }
                 }
+                runtime.flush();
                 runtime.checkpoint_all();
             })
     }

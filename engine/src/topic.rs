@@ -62,9 +62,68 @@ pub trait TopicBackend: Send + Sync {
     -> Result<Vec<(i32, i64)>>;
     /// Opens a consumer positioned at the start of every partition.
     fn consumer(&self, topic: &str) -> Result<Box<dyn TopicConsumer>>;
+    /// A writer that pipelines appends to `topic` (queries write their
+    /// sink through one); `None` when [`TopicBackend::produce`] is as good,
+    /// as for a backend whose appends complete at once.
+    fn writer(&self, _topic: &str) -> Result<Option<Box<dyn TopicWriter>>> {
+        Ok(None)
+    }
+    /// Whether writes to these topics could commit atomically with the
+    /// source offsets (Kafka transactions), which exactly-once output
+    /// needs.
+    fn transaction_support(&self) -> TransactionSupport {
+        TransactionSupport::Unsupported("the topics are not on a Kafka broker".into())
+    }
     /// Blocks until some topic receives a record or the timeout passes;
     /// lets drivers sleep instead of spinning on empty polls.
     fn wait_for_data(&self, timeout: Duration);
+}
+
+/// Whether a backend can write in transactions, each case with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionSupport {
+    Supported,
+    Unsupported(String),
+    /// Not found out (the reason says why).
+    Unknown(String),
+}
+
+/// Appends to one topic without waiting for each append to complete:
+/// records handed over are durable only once [`TopicWriter::flush`]
+/// returns. A query flushes before it checkpoints, so the source offsets
+/// it saves never run ahead of the output they produced.
+pub trait TopicWriter: Send {
+    /// Hands records over, in order. An error reports a record handed
+    /// over earlier (or now) that cannot be delivered.
+    fn write(&mut self, records: Vec<(Partitioning, Record)>) -> Result<()>;
+    /// Waits until every record handed over is in the topic.
+    fn flush(&mut self) -> Result<()>;
+}
+
+/// A [`TopicWriter`] over [`TopicBackend::produce`]: every write completes
+/// before it returns.
+pub struct ProduceWriter {
+    backend: Arc<dyn TopicBackend>,
+    topic: String,
+}
+
+impl ProduceWriter {
+    pub fn new(backend: Arc<dyn TopicBackend>, topic: impl Into<String>) -> Self {
+        ProduceWriter {
+            backend,
+            topic: topic.into(),
+        }
+    }
+}
+
+impl TopicWriter for ProduceWriter {
+    fn write(&mut self, records: Vec<(Partitioning, Record)>) -> Result<()> {
+        self.backend.produce(&self.topic, records).map(|_| ())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads one topic, all of its partitions.

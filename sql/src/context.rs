@@ -25,7 +25,9 @@ use sluice_engine::query::{
 };
 use sluice_engine::runtime::Runtime;
 use sluice_engine::schema::{Column, ColumnKind, LogicalSchema, SqlType};
-use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicDescription};
+use sluice_engine::topic::{
+    Partitioning, Record, TopicBackend, TopicDescription, TransactionSupport,
+};
 
 use crate::catalog::{Catalog, DataSource, QueryInfo};
 use crate::error::{Result, SqlError};
@@ -1125,9 +1127,14 @@ impl KsqlContext {
         }
         match self.runtime.checkpoint_config() {
             Some(config) => format!(
-                "projection: exactly-once (operator state and source offsets are checkpointed together every {} ms and restored after a crash; re-emitted rows are identical and replace themselves); topic '{}': at-least-once (no Kafka transactions: rows emitted after the last checkpoint are written again after a crash)",
+                "projection: exactly-once (operator state and source offsets are checkpointed together every {} ms and restored after a crash; re-emitted rows are identical and replace themselves); topic '{}': at-least-once ({}: rows emitted after the last checkpoint are written again after a crash)",
                 config.interval.as_millis(),
-                source.topic
+                source.topic,
+                match self.runtime.backend().transaction_support() {
+                    TransactionSupport::Supported => "the broker supports Kafka transactions, but Sluice does not write in them yet".to_string(),
+                    TransactionSupport::Unsupported(why) => format!("no Kafka transactions: {why}"),
+                    TransactionSupport::Unknown(why) => format!("no Kafka transactions: {why}"),
+                }
             ),
             None => format!(
                 "projection and topic '{}': no recovery (no state directory: a restart loses the catalog, and queries re-created by hand reprocess their input from the beginning)",

@@ -120,3 +120,82 @@ fn a_consumer_sought_into_a_batch_reads_from_that_record_on() {
         assert_eq!(consumer.positions(), vec![(0, 1_000)]);
     }
 }
+
+#[test]
+fn tansu_lacks_end_txn_so_output_is_at_least_once() {
+    // Tansu 0.6 serves InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn
+    // and TxnOffsetCommit, but routes no EndTxn: a transaction can never
+    // commit there. When this fails, Tansu gained it.
+    let (_broker, topics) = connect();
+    assert_eq!(
+        topics.transaction_support(),
+        sluice_engine::topic::TransactionSupport::Unsupported(
+            "the broker does not advertise EndTxn (API key 26)".into()
+        )
+    );
+}
+
+#[test]
+fn a_writer_delivers_every_record_in_order_by_its_flush() {
+    let (_broker, topics) = connect();
+    topics.create_topic("written", 2, 1).expect("created");
+    let mut writer = topics
+        .writer("written")
+        .expect("writer")
+        .expect("Kafka pipelines its writes");
+    // Several writes in flight at once, keyed over both partitions.
+    for batch in 0..5 {
+        let records = (0..2_000)
+            .map(|i| {
+                let n = batch * 2_000 + i;
+                (
+                    Partitioning::ByKey,
+                    record(&format!("k{}", n % 7), Some(&n.to_string()), n),
+                )
+            })
+            .collect();
+        writer.write(records).expect("written");
+    }
+    writer.flush().expect("flushed");
+    let mut consumer = topics.consumer("written").expect("consumer");
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen.len() < 10_000 && std::time::Instant::now() < deadline {
+        seen.extend(consumer.poll(10_000).expect("polled"));
+    }
+    assert_eq!(seen.len(), 10_000, "every record is in the topic");
+    // Per key, the values come back in the order they were written.
+    let mut last: std::collections::HashMap<Vec<u8>, i64> = Default::default();
+    for r in &seen {
+        let key = r.record.key.as_deref().expect("keyed").to_vec();
+        assert_eq!(
+            r.partition,
+            partition_for_key(&key, 2),
+            "keyed records go where Kafka's partitioner puts them"
+        );
+        let value: i64 = std::str::from_utf8(r.record.value.as_deref().expect("value"))
+            .expect("text")
+            .parse()
+            .expect("a number");
+        if let Some(before) = last.insert(key, value) {
+            assert!(before < value, "{before} came before {value}");
+        }
+    }
+}
+
+#[test]
+fn a_record_the_broker_cannot_take_fails_the_writer() {
+    let (_broker, topics) = connect();
+    topics.create_topic("small", 1, 1).expect("created");
+    let mut writer = topics
+        .writer("small")
+        .expect("writer")
+        .expect("Kafka pipelines its writes");
+    // Larger than message.max.bytes (1 MB): no retry can deliver it.
+    let huge = "x".repeat(2 << 20);
+    let result = writer
+        .write(vec![(Partitioning::ByKey, record("k", Some(&huge), 1))])
+        .and_then(|()| writer.flush());
+    let error = result.expect_err("the failure surfaces").to_string();
+    assert!(error.contains("Kafka"), "{error}");
+}

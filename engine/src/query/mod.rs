@@ -22,7 +22,7 @@ use crate::operator::join_rows::JoinSide;
 use crate::operator::{JoinOperator, Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
 use crate::schema::LogicalSchema;
-use crate::topic::{TopicBackend, TopicConsumer};
+use crate::topic::{ProduceWriter, TopicBackend, TopicConsumer, TopicWriter};
 use crate::window::WindowType;
 
 /// Where a record's event time comes from.
@@ -185,7 +185,9 @@ pub struct PersistentQuery {
     plan: QueryPlan,
     /// One per input, in input order.
     consumers: Vec<Box<dyn TopicConsumer>>,
-    backend: Arc<dyn TopicBackend>,
+    /// Appends to the sink topic; what it holds in flight is flushed
+    /// before a checkpoint.
+    writer: Box<dyn TopicWriter>,
     log: Arc<ProcessingLog>,
     stats: Arc<QueryStats>,
     state: QueryState,
@@ -219,10 +221,14 @@ impl PersistentQuery {
             .iter()
             .map(|i| backend.consumer(&i.source.topic))
             .collect::<Result<Vec<_>>>()?;
+        let writer = match backend.writer(&plan.sink.topic)? {
+            Some(writer) => writer,
+            None => Box::new(ProduceWriter::new(backend, plan.sink.topic.clone())),
+        };
         Ok(PersistentQuery {
             plan,
             consumers,
-            backend,
+            writer,
             log,
             stats: Arc::new(QueryStats::default()),
             state: QueryState::Running,
@@ -267,11 +273,24 @@ impl PersistentQuery {
                 .is_some_and(|c| c.last.elapsed() >= c.interval)
     }
 
+    /// Waits until everything the query wrote is in its sink topic. A
+    /// record that cannot be delivered stops the query: its output would
+    /// have a hole.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.state != QueryState::Running {
+            return Ok(());
+        }
+        self.writer.flush().inspect_err(|e| {
+            tracing::error!(query = %self.plan.id, "query failed: {e}");
+            self.state = QueryState::Error(e.to_string());
+        })
+    }
+
     /// Writes a checkpoint now (a durable query that is running); returns
     /// its number. Called between polls, when every record consumed has
-    /// gone through the operators and the sink has acknowledged what they
-    /// produced (producing waits for delivery), so state, offsets and
-    /// output agree.
+    /// gone through the operators; the sink is flushed first, so the
+    /// offsets saved never run ahead of the output delivered: state,
+    /// offsets and output agree.
     pub fn write_checkpoint(&mut self) -> Result<Option<u64>> {
         if self.state != QueryState::Running || self.checkpoints.is_none() {
             return Ok(None);
@@ -281,6 +300,7 @@ impl PersistentQuery {
         if let Some(c) = &mut self.checkpoints {
             c.last = std::time::Instant::now();
         }
+        self.flush()?;
         let checkpoint = self.checkpoint()?;
         let Some(c) = &self.checkpoints else {
             return Ok(None);
@@ -508,7 +528,7 @@ impl PersistentQuery {
                     &mut self.plan.operators[i + 1..],
                     batch,
                     &self.plan.sink,
-                    self.backend.as_ref(),
+                    self.writer.as_mut(),
                     &self.stats,
                     &ctx,
                 )?;
@@ -524,6 +544,9 @@ impl PersistentQuery {
         }
         if consumed == 0 {
             self.flush_operators()?;
+            // Caught up: what is in flight is delivered now rather than
+            // at the next checkpoint, and a failed delivery shows.
+            self.writer.flush()?;
         }
         Ok(consumed)
     }
@@ -565,7 +588,7 @@ impl PersistentQuery {
             &mut plan.operators,
             batch,
             &plan.sink,
-            self.backend.as_ref(),
+            self.writer.as_mut(),
             &self.stats,
             &ctx,
         )?;
@@ -615,7 +638,7 @@ fn finish(
     operators: &mut [Box<dyn Operator>],
     mut batch: ChangeBatch,
     sink: &SinkSpec,
-    backend: &dyn TopicBackend,
+    writer: &mut dyn TopicWriter,
     stats: &QueryStats,
     ctx: &OperatorContext,
 ) -> Result<()> {
@@ -626,7 +649,7 @@ fn finish(
         batch = op.process(batch, ctx)?;
     }
     if batch.num_rows() > 0 {
-        let written = sink::write(sink, &batch, backend, ctx)?;
+        let written = sink::write(sink, &batch, writer, ctx)?;
         stats
             .records_out
             .fetch_add(written as u64, Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! Encodes a query's output batch and appends it to the sink topic.
+//! Encodes a query's output batch and hands it to the sink topic's writer.
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, Int64Array};
@@ -10,15 +10,16 @@ use crate::error::{EngineError, Result};
 use crate::operator::OperatorContext;
 use crate::processing_log::ProcessingErrorKind;
 use crate::schema::ROWTIME;
-use crate::topic::{Partitioning, Record, TopicBackend};
+use crate::topic::{Partitioning, Record, TopicWriter};
 use crate::window::{WINDOWEND, WINDOWSTART};
 
-/// Writes every row of `batch` to the sink topic; returns the count
-/// written. Rows that cannot be encoded are logged and skipped.
+/// Writes every row of `batch` to the sink topic's writer (in flight until
+/// it is flushed); returns the count written. Rows that cannot be encoded
+/// are logged and skipped.
 pub fn write(
     spec: &SinkSpec,
     batch: &ChangeBatch,
-    backend: &dyn TopicBackend,
+    writer: &mut dyn TopicWriter,
     ctx: &OperatorContext,
 ) -> Result<usize> {
     let data = &batch.data;
@@ -110,7 +111,7 @@ pub fn write(
     }
     let written = records.len();
     if written > 0 {
-        backend.produce(&spec.topic, records)?;
+        writer.write(records)?;
     }
     Ok(written)
 }
