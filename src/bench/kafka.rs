@@ -51,7 +51,11 @@ impl Broker {
 
 /// Sluice's Kafka backend on `broker` with the scenario's statements
 /// run, after checking its input topics are new.
-fn prepare(scenario: &Scenario, broker: &Broker) -> Result<(Arc<KafkaTopics>, KsqlContext)> {
+fn prepare(
+    scenario: &Scenario,
+    broker: &Broker,
+    properties: &[(String, String)],
+) -> Result<(Arc<KafkaTopics>, KsqlContext)> {
     if scenario.preload.is_some() {
         bail!(
             "{} preloads a table; through Kafka only scenarios without a preload run",
@@ -61,6 +65,7 @@ fn prepare(scenario: &Scenario, broker: &Broker) -> Result<(Arc<KafkaTopics>, Ks
     let servers = &broker.servers;
     let mut config = KafkaConfig::new(servers.clone());
     config.service_id = format!("bench_{}_", now_ms());
+    config.properties = properties.to_vec();
     let topics = Arc::new(
         KafkaTopics::connect(config)
             .with_context(|| format!("connecting to Kafka at {servers}"))?,
@@ -93,10 +98,15 @@ fn produce(topics: &KafkaTopics, topic: &str, records: Vec<Record>) -> Result<()
 }
 
 /// `servers` is `host:port[,...]`, or `tansu` to start a private broker.
-pub fn throughput(scenario: &Scenario, events: usize, servers: &str) -> Result<Value> {
+pub fn throughput(
+    scenario: &Scenario,
+    events: usize,
+    servers: &str,
+    properties: &[(String, String)],
+) -> Result<Value> {
     let broker = Broker::open(servers)?;
     let servers = broker.servers.clone();
-    let (topics, ctx) = prepare(scenario, &broker)?;
+    let (topics, ctx) = prepare(scenario, &broker, properties)?;
 
     eprintln!("  writing {events} events on {servers}");
     let mut written = 0;
@@ -170,10 +180,16 @@ pub fn throughput(scenario: &Scenario, events: usize, servers: &str) -> Result<V
 /// the event time it carries (the newest input it reflects). So the
 /// figure includes the input producer's batching, the broker both ways,
 /// the engine and its acknowledged write of the result.
-pub fn latency(scenario: &Scenario, events: usize, rate: f64, servers: &str) -> Result<Value> {
+pub fn latency(
+    scenario: &Scenario,
+    events: usize,
+    rate: f64,
+    servers: &str,
+    properties: &[(String, String)],
+) -> Result<Value> {
     let limit = super::scaled_limit(scenario, events);
     let broker = Broker::open(servers)?;
-    let (topics, ctx) = prepare(scenario, &broker)?;
+    let (topics, ctx) = prepare(scenario, &broker, properties)?;
     let output = assigned_consumer(
         &broker.servers,
         scenario.output_topic,
@@ -183,29 +199,16 @@ pub fn latency(scenario: &Scenario, events: usize, rate: f64, servers: &str) -> 
         .runtime()
         .spawn()
         .context("starting the engine thread")?;
+    // The same consumer on the first input: what the broker alone adds
+    // between producing an event and reading it back.
+    let input = assigned_consumer(
+        &broker.servers,
+        scenario.inputs[0].topic,
+        "sluice-bench-broker",
+    )?;
     let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let done = done.clone();
-        std::thread::spawn(move || -> Result<Vec<u32>> {
-            let mut latencies = Vec::new();
-            loop {
-                match output.poll(Duration::from_millis(5)) {
-                    Some(Ok(message)) => {
-                        let now = now_ms();
-                        // Tombstones carry a replaced result's time.
-                        if message.payload().is_some()
-                            && let Some(t) = message.timestamp().to_millis()
-                        {
-                            latencies.push((now - t).max(0) as u32);
-                        }
-                    }
-                    Some(Err(e)) => bail!("reading the output: {e}"),
-                    None if done.load(Ordering::Relaxed) => return Ok(latencies),
-                    None => {}
-                }
-            }
-        })
-    };
+    let reader = spawn_reader(output, done.clone());
+    let broker_reader = spawn_reader(input, done.clone());
     let cpu = cpu_seconds();
     let started = Instant::now();
     let paced = super::paced(scenario, events, rate, |batch| {
@@ -225,11 +228,15 @@ pub fn latency(scenario: &Scenario, events: usize, rate: f64, servers: &str) -> 
     let latencies = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the reader thread panicked"));
+    let broker_latencies = broker_reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"));
     let cpu = cpu_seconds() - cpu;
     ctx.runtime().stop();
     let _ = driver.join();
     paced?;
     let mut latencies = latencies??;
+    let mut broker_latencies = broker_latencies??;
     let failed = ctx.runtime().processing_log().total();
     if failed > 0 {
         bail!(
@@ -250,11 +257,47 @@ pub fn latency(scenario: &Scenario, events: usize, rate: f64, servers: &str) -> 
         "events": events,
         "events_per_sec": (events as f64 / seconds).round(),
         "latency_ms": super::percentiles(&mut latencies),
+        "broker_latency_ms": super::percentiles(&mut broker_latencies),
         "peak_rss_bytes": peak_rss_bytes(),
         "cpu_seconds": cpu,
         "limit_events_per_sec": (events as f64 / limit).round(),
         "limit": "raw JSON decode of the same events",
     }))
+}
+
+/// Reads `consumer` until `done` and it has nothing more, timing each
+/// record against the time it carries.
+fn spawn_reader(
+    consumer: BaseConsumer,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<Vec<u32>>> {
+    std::thread::spawn(move || -> Result<Vec<u32>> {
+        let mut latencies = Vec::new();
+        loop {
+            match consumer.poll(Duration::from_millis(5)) {
+                Some(Ok(message)) => {
+                    let now = now_ms();
+                    // Tombstones carry a replaced result's time.
+                    if message.payload().is_some()
+                        && let Some(t) = message.timestamp().to_millis()
+                    {
+                        latencies.push((now - t).max(0) as u32);
+                    }
+                }
+                Some(Err(e)) => bail!("reading {}: {e}", consumer_topic(&consumer)),
+                None if done.load(Ordering::Relaxed) => return Ok(latencies),
+                None => {}
+            }
+        }
+    })
+}
+
+fn consumer_topic(consumer: &BaseConsumer) -> String {
+    consumer
+        .assignment()
+        .ok()
+        .and_then(|a| a.elements().first().map(|e| e.topic().to_string()))
+        .unwrap_or_default()
 }
 
 /// A bare consumer reading every partition of `topic` from the start.

@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// being readable from the output topic.
     #[arg(long)]
     pub kafka: Option<String>,
+    /// With `--kafka`: a librdkafka property (`name=value`) for Sluice's
+    /// own clients, repeatable (e.g. `linger.ms=0`), to see what the
+    /// connector's defaults cost.
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE", requires = "kafka")]
+    pub kafka_properties: Vec<String>,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -84,6 +89,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.events == 0 {
         bail!("--events must be positive");
     }
+    let mut properties = Vec::new();
+    for p in &args.kafka_properties {
+        match p.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                properties.push((name.trim().to_string(), value.trim().to_string()))
+            }
+            _ => bail!("--kafka-property takes NAME=VALUE, not '{p}'"),
+        }
+    }
     let mut results = Vec::new();
     for scenario in chosen {
         eprintln!(
@@ -94,9 +108,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             (Some(rate), _) if !(rate > 0.0 && rate.is_finite()) => {
                 bail!("--rate must be a positive number")
             }
-            (None, Some(servers)) => kafka::throughput(scenario, args.events, servers)?,
+            (None, Some(servers)) => {
+                kafka::throughput(scenario, args.events, servers, &properties)?
+            }
             (None, None) => throughput(scenario, args.events)?,
-            (Some(rate), Some(servers)) => kafka::latency(scenario, args.events, rate, servers)?,
+            (Some(rate), Some(servers)) => {
+                kafka::latency(scenario, args.events, rate, servers, &properties)?
+            }
             (Some(rate), None) => latency(scenario, args.events, rate)?,
         };
         print_result(&result);
@@ -182,10 +200,16 @@ fn print_result(r: &Value) {
             "raw JSON decode limit {limit:.0}/s: {:.0}%",
             100.0 * rate / limit.max(1.0)
         )
-    } else if r["mode"] == "kafka-throughput" || r["mode"] == "kafka-latency" {
+    } else if r["mode"] == "kafka-throughput" {
         format!(
             "raw rdkafka consume {limit:.0}/s: {:.0}%",
             100.0 * rate / limit.max(1.0)
+        )
+    } else if r["mode"] == "kafka-latency" {
+        let broker = &r["broker_latency_ms"];
+        format!(
+            "paced; the broker alone: p50 {} p99 {} p999 {}",
+            broker["p50"], broker["p99"], broker["p999"]
         )
     } else {
         format!("paced; raw JSON decode limit {limit:.0}/s")
@@ -259,11 +283,12 @@ fn throughput(scenario: &Scenario, events: usize) -> Result<Value> {
     ctx.runtime().run_until_idle();
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
-    check_output(scenario, &topics, &ctx)?;
+    let results = check_output(scenario, &topics, &ctx)?;
     Ok(json!({
         "scenario": scenario.name,
         "mode": "throughput",
         "events": events,
+        "results": results,
         "events_per_sec": (events as f64 / seconds).round(),
         "latency_ms": null,
         "peak_rss_bytes": peak_rss_bytes(),
@@ -272,7 +297,9 @@ fn throughput(scenario: &Scenario, events: usize) -> Result<Value> {
     }))
 }
 
-fn check_output(scenario: &Scenario, topics: &EmbeddedTopics, ctx: &KsqlContext) -> Result<()> {
+/// Fails the run if a record failed or nothing was written; returns the
+/// records written to the output topic.
+fn check_output(scenario: &Scenario, topics: &EmbeddedTopics, ctx: &KsqlContext) -> Result<usize> {
     let failed = ctx.runtime().processing_log().total();
     if failed > 0 {
         bail!(
@@ -291,7 +318,7 @@ fn check_output(scenario: &Scenario, topics: &EmbeddedTopics, ctx: &KsqlContext)
             scenario.output_topic
         );
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Events produced at `rate` per second with the wall clock as event

@@ -14,8 +14,12 @@
 //!   the window's maximum. ksqlDB cannot join a stream with a windowed
 //!   table, so the maximum is kept per 10-second bucket in a plain table
 //!   keyed by the bucket, and the bids stream joins it: each bid is
-//!   emitted when it is at least the bucket's maximum so far (the running
-//!   highest bid, without waiting for the window to close).
+//!   emitted when it is at least the bucket's maximum known to the join
+//!   (the running highest bid, without waiting for the window to close).
+//!   The join reads its stream side before its table side, with no
+//!   event-time alignment between them, so the table it sees is one batch
+//!   behind the bids; a bid whose bucket the table does not know yet is
+//!   the highest known, hence the LEFT JOIN.
 //! - q8 (monitor new users) wants persons who opened an auction in the
 //!   same tumbling window as they registered. A stream-stream join within
 //!   10 seconds, filtered to pairs in the same 10-second bucket, is
@@ -142,9 +146,9 @@ CREATE TABLE q5 AS SELECT ws, MAX(num) AS max_bids FROM bid_count_changes GROUP 
         "CREATE TABLE max_price AS
     SELECT date_time / 10000 AS bucket, MAX(price) AS max_price FROM bids GROUP BY date_time / 10000;
 CREATE STREAM q7 AS
-    SELECT b.auction AS auction, b.price AS price, b.bidder AS bidder, b.date_time AS date_time
-    FROM bids b JOIN max_price m ON b.date_time / 10000 = m.bucket
-    WHERE b.price >= m.max_price;"
+    SELECT m.bucket AS bucket, b.auction AS auction, b.price AS price, b.bidder AS bidder, b.date_time AS date_time
+    FROM bids b LEFT JOIN max_price m ON b.date_time / 10000 = m.bucket
+    WHERE m.max_price IS NULL OR b.price >= m.max_price;"
     );
     pub const Q8: &str = "CREATE STREAM persons (id BIGINT, name STRING, email_address STRING, credit_card STRING, city STRING, state STRING, date_time BIGINT, extra STRING)
     WITH (kafka_topic='persons', value_format='JSON', partitions=1, timestamp='date_time');
