@@ -1,12 +1,16 @@
 //! `sluice bench`: end-to-end benchmarks of whole queries on embedded
 //! topics, each next to the raw limit of its input path measured in the
 //! same run (decoding the same JSON bytes into Arrow, nothing else).
+//! Scenarios are synthetic (`scenarios.rs`) or Nexmark queries on the
+//! `nexmark` crate's events (`nexmark.rs`).
 //!
 //! Two modes: maximum throughput (all events written first, then the
 //! query runs them on this thread: one core) and latency at a fixed rate
 //! (`--rate`: a producer paces events against the wall clock, the engine
 //! runs on its own thread, a reader measures when each result becomes
-//! visible in the output topic).
+//! visible in the output topic). With `--kafka` both run through a broker
+//! instead (`kafka.rs`). `--charts` draws the results (`chart.rs`, PNG
+//! through `png.rs`).
 
 mod chart;
 mod kafka;
