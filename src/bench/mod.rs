@@ -1,16 +1,22 @@
 //! `sluice bench`: end-to-end benchmarks of whole queries on embedded
 //! topics, each next to the raw limit of its input path measured in the
 //! same run (decoding the same JSON bytes into Arrow, nothing else).
+//! Scenarios are synthetic (`scenarios.rs`) or Nexmark queries on the
+//! `nexmark` crate's events (`nexmark.rs`).
 //!
 //! Two modes: maximum throughput (all events written first, then the
 //! query runs them on this thread: one core) and latency at a fixed rate
 //! (`--rate`: a producer paces events against the wall clock, the engine
 //! runs on its own thread, a reader measures when each result becomes
-//! visible in the output topic).
+//! visible in the output topic). With `--kafka` both run through a broker
+//! instead (`kafka.rs`). `--charts` draws the results (`chart.rs`, PNG
+//! through `png.rs`).
 
 mod chart;
 mod kafka;
 mod limit;
+mod nexmark;
+mod png;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -24,7 +30,7 @@ use sluice_connectors::EmbeddedTopics;
 use sluice_engine::topic::{Partitioning, Record, TopicBackend};
 use sluice_sql::KsqlContext;
 
-use scenarios::{SCENARIOS, Scenario};
+use scenarios::Scenario;
 
 /// Records per batch, as the server runs queries.
 const BATCH: usize = 8_192;
@@ -33,8 +39,10 @@ const T0: i64 = 1_800_000_000_000;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Scenario to run, or `all`: stateless, tumbling, hopping, session,
-    /// stream-table-join.
+    /// Scenarios to run, comma separated: stateless, tumbling, hopping,
+    /// session, stream-table-join, nexmark-q0, nexmark-q1, nexmark-q2,
+    /// nexmark-q5, nexmark-q7, nexmark-q8; `nexmark` for all Nexmark
+    /// queries, `all` for everything.
     #[arg(long)]
     pub scenario: String,
     /// Input events.
@@ -45,37 +53,54 @@ pub struct BenchArgs {
     #[arg(long)]
     pub rate: Option<f64>,
     /// Run through a Kafka broker (`host:port`, or `tansu` to start a
-    /// private one), against raw rdkafka consume of the same topic.
-    #[arg(long, conflicts_with = "rate")]
+    /// private one): against raw rdkafka consume of the same topic, or
+    /// with `--rate`, latency from producing an event to its result
+    /// being readable from the output topic.
+    #[arg(long)]
     pub kafka: Option<String>,
+    /// With `--kafka`: a librdkafka property (`name=value`) for Sluice's
+    /// own clients, repeatable (e.g. `linger.ms=0`), to see what the
+    /// connector's defaults cost.
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE", requires = "kafka")]
+    pub kafka_properties: Vec<String>,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Also draw the results as SVG charts into this folder
-    /// (`throughput.svg` or `latency.svg`).
+    /// Also draw the results as charts into this folder, PNG and SVG
+    /// (`throughput.*`, `latency.*`, `kafka.*` or `kafka-latency.*`).
     #[arg(long)]
     pub charts: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let chosen: Vec<&Scenario> = if args.scenario == "all" {
-        SCENARIOS.iter().collect()
-    } else {
-        match scenarios::find(&args.scenario) {
-            Some(s) => vec![s],
-            None => bail!(
-                "unknown scenario '{}'; known: all, {}",
-                args.scenario,
-                SCENARIOS
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+    let mut chosen: Vec<&Scenario> = Vec::new();
+    for name in args.scenario.split(',').map(str::trim) {
+        match name {
+            "all" => chosen.extend(scenarios::all()),
+            "nexmark" => chosen.extend(nexmark::SCENARIOS),
+            _ => match scenarios::find(name) {
+                Some(s) => chosen.push(s),
+                None => bail!(
+                    "unknown scenario '{name}'; known: all, nexmark, {}",
+                    scenarios::all()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
         }
-    };
+    }
     if args.events == 0 {
         bail!("--events must be positive");
+    }
+    let mut properties = Vec::new();
+    for p in &args.kafka_properties {
+        match p.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                properties.push((name.trim().to_string(), value.trim().to_string()))
+            }
+            _ => bail!("--kafka-property takes NAME=VALUE, not '{p}'"),
+        }
     }
     let mut results = Vec::new();
     for scenario in chosen {
@@ -84,42 +109,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
             scenario.name, scenario.description, args.events
         );
         let result = match (args.rate, &args.kafka) {
-            (None, Some(servers)) => kafka::throughput(scenario, args.events, servers)?,
+            (Some(rate), _) if !(rate > 0.0 && rate.is_finite()) => {
+                bail!("--rate must be a positive number")
+            }
+            (None, Some(servers)) => {
+                kafka::throughput(scenario, args.events, servers, &properties)?
+            }
             (None, None) => throughput(scenario, args.events)?,
-            (Some(rate), _) if rate > 0.0 => latency(scenario, args.events, rate)?,
-            (Some(_), _) => bail!("--rate must be positive"),
+            (Some(rate), Some(servers)) => {
+                kafka::latency(scenario, args.events, rate, servers, &properties)?
+            }
+            (Some(rate), None) => latency(scenario, args.events, rate)?,
         };
         print_result(&result);
         results.push(result);
     }
     if let Some(dir) = &args.charts {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (file, svg) = match (args.rate, &args.kafka) {
-            (Some(rate), _) => (
-                "latency.svg",
-                chart::latency(
-                    &results,
-                    &format!("End-to-end latency at {rate:.0} events/s (ms)"),
-                ),
-            ),
-            (None, Some(_)) => (
-                "kafka.svg",
-                chart::throughput(
-                    &results,
-                    "Through Kafka: events/s against raw rdkafka consume",
-                ),
-            ),
-            (None, None) => (
-                "throughput.svg",
-                chart::throughput(
-                    &results,
-                    "Events/s on one core, JSON in and out, against the raw decode limit",
-                ),
-            ),
-        };
-        let path = dir.join(file);
-        std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("chart: {}", path.display());
+        write_charts(dir, &results, args.rate, args.kafka.is_some())?;
     }
     if let Some(path) = &args.json {
         let body = if results.len() == 1 {
@@ -129,6 +135,54 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         std::fs::write(path, serde_json::to_string_pretty(&body)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The run's chart as SVG and PNG, named after the mode.
+fn write_charts(
+    dir: &std::path::Path,
+    results: &[Value],
+    rate: Option<f64>,
+    kafka: bool,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (name, title) = match (rate, kafka) {
+        (Some(rate), false) => (
+            "latency",
+            format!("End-to-end latency at {rate:.0} events/s (ms)"),
+        ),
+        (Some(rate), true) => (
+            "kafka-latency",
+            format!("Latency through Kafka at {rate:.0} events/s (ms)"),
+        ),
+        (None, true) => (
+            "kafka",
+            "Through Kafka: events/s against raw rdkafka consume".to_string(),
+        ),
+        (None, false) => (
+            "throughput",
+            "Events/s on one core, JSON in and out, against the raw decode limit".to_string(),
+        ),
+    };
+    let (svg, png) = if rate.is_some() {
+        (
+            chart::latency(results, &title),
+            chart::latency_png(results, &title)?,
+        )
+    } else {
+        (
+            chart::throughput(results, &title),
+            chart::throughput_png(results, &title)?,
+        )
+    };
+    for (file, bytes) in [
+        (format!("{name}.svg"), svg.into_bytes()),
+        (format!("{name}.png"), png),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("chart: {}", path.display());
     }
     Ok(())
 }
@@ -154,6 +208,12 @@ fn print_result(r: &Value) {
         format!(
             "raw rdkafka consume {limit:.0}/s: {:.0}%",
             100.0 * rate / limit.max(1.0)
+        )
+    } else if r["mode"] == "kafka-latency" {
+        let broker = &r["broker_latency_ms"];
+        format!(
+            "paced; the broker alone: p50 {} p99 {} p999 {}",
+            broker["p50"], broker["p99"], broker["p999"]
         )
     } else {
         format!("paced; raw JSON decode limit {limit:.0}/s")
@@ -191,24 +251,48 @@ fn produce(topics: &dyn TopicBackend, topic: &str, records: Vec<Record>) -> Resu
     Ok(())
 }
 
+/// Seconds to decode each input's records, the inputs one after another.
+fn decode_limit(scenario: &Scenario, per_input: &[Vec<Record>]) -> f64 {
+    scenario
+        .inputs
+        .iter()
+        .zip(per_input)
+        .filter(|(_, records)| !records.is_empty())
+        .map(|(input, records)| limit::decode_limit_seconds((input.schema)(), records, BATCH))
+        .sum()
+}
+
+/// Writes each input's records to its topic.
+fn produce_inputs(
+    topics: &dyn TopicBackend,
+    scenario: &Scenario,
+    per_input: Vec<Vec<Record>>,
+) -> Result<()> {
+    for (input, records) in scenario.inputs.iter().zip(per_input) {
+        if !records.is_empty() {
+            produce(topics, input.topic, records)?;
+        }
+    }
+    Ok(())
+}
+
 /// All events written first; the query then runs them on this thread.
 fn throughput(scenario: &Scenario, events: usize) -> Result<Value> {
-    let records: Vec<Record> = (0..events)
-        .map(|i| (scenario.event)(i, T0 + i as i64))
-        .collect();
-    let limit = limit::decode_limit_seconds((scenario.schema)(), &records, BATCH);
+    let records = scenario.generate(events, |i| T0 + i as i64);
+    let limit = decode_limit(scenario, &records);
     let (topics, ctx) = prepare(scenario)?;
-    produce(topics.as_ref(), scenario.input_topic, records)?;
+    produce_inputs(topics.as_ref(), scenario, records)?;
     let cpu = cpu_seconds();
     let started = Instant::now();
     ctx.runtime().run_until_idle();
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
-    check_output(scenario, &topics, &ctx)?;
+    let results = check_output(scenario, &topics, &ctx)?;
     Ok(json!({
         "scenario": scenario.name,
         "mode": "throughput",
         "events": events,
+        "results": results,
         "events_per_sec": (events as f64 / seconds).round(),
         "latency_ms": null,
         "peak_rss_bytes": peak_rss_bytes(),
@@ -217,7 +301,9 @@ fn throughput(scenario: &Scenario, events: usize) -> Result<Value> {
     }))
 }
 
-fn check_output(scenario: &Scenario, topics: &EmbeddedTopics, ctx: &KsqlContext) -> Result<()> {
+/// Fails the run if a record failed or nothing was written; returns the
+/// records written to the output topic.
+fn check_output(scenario: &Scenario, topics: &EmbeddedTopics, ctx: &KsqlContext) -> Result<usize> {
     let failed = ctx.runtime().processing_log().total();
     if failed > 0 {
         bail!(
@@ -236,19 +322,14 @@ fn check_output(scenario: &Scenario, topics: &EmbeddedTopics, ctx: &KsqlContext)
             scenario.output_topic
         );
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Events produced at `rate` per second with the wall clock as event
 /// time; latency is when a result shows up in the output topic minus the
 /// event time it carries (the newest input it reflects).
 fn latency(scenario: &Scenario, events: usize, rate: f64) -> Result<Value> {
-    let sample: Vec<Record> = (0..events.min(200_000))
-        .map(|i| (scenario.event)(i, T0 + i as i64))
-        .collect();
-    let limit = limit::decode_limit_seconds((scenario.schema)(), &sample, BATCH) * events as f64
-        / sample.len() as f64;
-    drop(sample);
+    let limit = scaled_limit(scenario, events);
     let (topics, ctx) = prepare(scenario)?;
     let driver = ctx
         .runtime()
@@ -284,17 +365,9 @@ fn latency(scenario: &Scenario, events: usize, rate: f64) -> Result<Value> {
     };
     let cpu = cpu_seconds();
     let started = Instant::now();
-    let mut produced = 0;
-    while produced < events {
-        let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(events);
-        if due > produced {
-            let now = now_ms();
-            let batch: Vec<Record> = (produced..due).map(|i| (scenario.event)(i, now)).collect();
-            produce(topics.as_ref(), scenario.input_topic, batch)?;
-            produced = due;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
+    paced(scenario, events, rate, |batch| {
+        produce_inputs(topics.as_ref(), scenario, batch)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     // Let the engine drain what is left, then stop reading.
     std::thread::sleep(Duration::from_millis(500));
@@ -306,21 +379,62 @@ fn latency(scenario: &Scenario, events: usize, rate: f64) -> Result<Value> {
     ctx.runtime().stop();
     let _ = driver.join();
     check_output(scenario, &topics, &ctx)?;
-    latencies.sort_unstable();
-    let pct = |q: f64| -> u32 {
-        let i = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
-        latencies.get(i).copied().unwrap_or(0)
-    };
     Ok(json!({
         "scenario": scenario.name,
         "mode": "latency",
         "events": events,
         "events_per_sec": (events as f64 / seconds).round(),
-        "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "results": latencies.len()},
+        "latency_ms": percentiles(&mut latencies),
         "peak_rss_bytes": peak_rss_bytes(),
         "cpu_seconds": cpu,
         "limit_events_per_sec": (events as f64 / limit).round(),
     }))
+}
+
+/// The raw decode limit for `events` events, measured on at most 200,000
+/// of them (a paced run of millions need not hold them all).
+fn scaled_limit(scenario: &Scenario, events: usize) -> f64 {
+    let sample = events.min(200_000);
+    let records = scenario.generate(sample, |i| T0 + i as i64);
+    decode_limit(scenario, &records) * events as f64 / sample as f64
+}
+
+/// Produces `events` events at `rate` per second against the wall clock,
+/// each stamped with the time it is made, in batches of what is due.
+fn paced(
+    scenario: &Scenario,
+    events: usize,
+    rate: f64,
+    mut send: impl FnMut(Vec<Vec<Record>>) -> Result<()>,
+) -> Result<()> {
+    let mut source = (scenario.events)();
+    let started = Instant::now();
+    let mut produced = 0;
+    while produced < events {
+        let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(events);
+        if due > produced {
+            let now = now_ms();
+            let mut batch = vec![Vec::new(); scenario.inputs.len()];
+            for i in produced..due {
+                let (input, record) = source(i, now);
+                batch[input].push(record);
+            }
+            send(batch)?;
+            produced = due;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    Ok(())
+}
+
+/// p50, p99 and p99.9 in milliseconds, and how many results were timed.
+fn percentiles(latencies: &mut [u32]) -> Value {
+    latencies.sort_unstable();
+    let pct = |q: f64| -> u32 {
+        let i = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        latencies.get(i).copied().unwrap_or(0)
+    };
+    json!({"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999), "results": latencies.len()})
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -1,5 +1,6 @@
-//! The scenarios of `sluice bench`: each is ksqlDB SQL over one input
-//! topic of JSON events, with the events it is fed.
+//! The scenarios of `sluice bench`: each is ksqlDB SQL over one or more
+//! input topics of JSON events, with the events it is fed. The Nexmark
+//! scenarios live in `nexmark.rs`.
 
 use bytes::Bytes;
 use sluice_engine::schema::{Column, LogicalSchema, SqlType};
@@ -13,19 +14,66 @@ pub const TABLE_ROWS: usize = 100_000;
 /// A topic filled before the clock starts, and its records.
 pub type Preload = (&'static str, fn() -> Vec<Record>);
 
+/// A topic the scenario's events are written to.
+pub struct Input {
+    pub topic: &'static str,
+    /// Its columns, for the decode limit.
+    pub schema: fn() -> LogicalSchema,
+}
+
+/// Event `i` of a run with event time `timestamp`, and the index of the
+/// input (in [`Scenario::inputs`]) it is written to. Stateful, so a
+/// generator can carry on from the previous event; `i` counts up from 0.
+pub type Events = Box<dyn FnMut(usize, i64) -> (usize, Record)>;
+
 pub struct Scenario {
     pub name: &'static str,
     pub description: &'static str,
-    /// Statements creating the input and the query.
+    /// Statements creating the inputs and the query.
     pub sql: &'static str,
-    pub input_topic: &'static str,
+    pub inputs: &'static [Input],
+    /// Where the results are read (the last query's sink).
     pub output_topic: &'static str,
-    /// The input's columns, for the decode limit.
-    pub schema: fn() -> LogicalSchema,
-    /// Event `i` with event time `timestamp`.
-    pub event: fn(usize, i64) -> Record,
+    /// A fresh source of the scenario's events.
+    pub events: fn() -> Events,
     /// Records written before the clock starts (a table to join).
     pub preload: Option<Preload>,
+}
+
+impl Scenario {
+    /// The `count` first events with event times from `timestamp`, one
+    /// list per input.
+    pub fn generate(&self, count: usize, timestamp: impl Fn(usize) -> i64) -> Vec<Vec<Record>> {
+        let mut events = (self.events)();
+        let mut per_input = vec![Vec::new(); self.inputs.len()];
+        for i in 0..count {
+            let (input, record) = events(i, timestamp(i));
+            per_input[input].push(record);
+        }
+        per_input
+    }
+}
+
+const BIDS: &[Input] = &[Input {
+    topic: "bids",
+    schema: bids_schema,
+}];
+const KEYED: &[Input] = &[Input {
+    topic: "events",
+    schema: keyed_schema,
+}];
+const MOVES: &[Input] = &[Input {
+    topic: "moves",
+    schema: moves_schema,
+}];
+
+/// The scenarios of `--scenario all`, then the Nexmark ones.
+pub fn all() -> impl Iterator<Item = &'static Scenario> {
+    SCENARIOS.iter().chain(super::nexmark::SCENARIOS)
+}
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    all().find(|s| s.name == name)
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -37,10 +85,9 @@ pub const SCENARIOS: &[Scenario] = &[
               CREATE STREAM expensive_bids AS
                 SELECT auction, bidder, price * 100 AS price_cents, UCASE(channel) AS channel
                 FROM bids WHERE price > 50;",
-        input_topic: "bids",
+        inputs: BIDS,
         output_topic: "EXPENSIVE_BIDS",
-        schema: bids_schema,
-        event: bid,
+        events: || Box::new(|i, t| (0, bid(i, t))),
         preload: None,
     },
     Scenario {
@@ -50,10 +97,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 WITH (kafka_topic='events', value_format='JSON', partitions=1);
               CREATE TABLE per_minute AS SELECT k, COUNT(*) AS c, SUM(v) AS s, AVG(v) AS a FROM events
                 WINDOW TUMBLING (SIZE 1 MINUTE, RETENTION 10 MINUTES, GRACE PERIOD 1 MINUTE) GROUP BY k;",
-        input_topic: "events",
+        inputs: KEYED,
         output_topic: "PER_MINUTE",
-        schema: keyed_schema,
-        event: keyed,
+        events: || Box::new(|i, t| (0, keyed(i, t))),
         preload: None,
     },
     Scenario {
@@ -63,10 +109,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 WITH (kafka_topic='events', value_format='JSON', partitions=1);
               CREATE TABLE hopping AS SELECT k, COUNT(*) AS c, SUM(v) AS s FROM events
                 WINDOW HOPPING (SIZE 1 MINUTE, ADVANCE BY 20 SECONDS, GRACE PERIOD 1 MINUTE) GROUP BY k;",
-        input_topic: "events",
+        inputs: KEYED,
         output_topic: "HOPPING",
-        schema: keyed_schema,
-        event: keyed,
+        events: || Box::new(|i, t| (0, keyed(i, t))),
         preload: None,
     },
     Scenario {
@@ -76,10 +121,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 WITH (kafka_topic='events', value_format='JSON', partitions=1);
               CREATE TABLE sessions AS SELECT k, COUNT(*) AS c, SUM(v) AS s FROM events
                 WINDOW SESSION (30 SECONDS, GRACE PERIOD 1 MINUTE) GROUP BY k;",
-        input_topic: "events",
+        inputs: KEYED,
         output_topic: "SESSIONS",
-        schema: keyed_schema,
-        event: keyed,
+        events: || Box::new(|i, t| (0, keyed(i, t))),
         preload: None,
     },
     Scenario {
@@ -92,17 +136,12 @@ pub const SCENARIOS: &[Scenario] = &[
               CREATE STREAM enriched AS
                 SELECT m.player AS player, m.x, m.y, p.name, p.country
                 FROM moves m LEFT JOIN players p ON m.player = p.id;",
-        input_topic: "moves",
+        inputs: MOVES,
         output_topic: "ENRICHED",
-        schema: moves_schema,
-        event: moves,
+        events: || Box::new(|i, t| (0, moves(i, t))),
         preload: Some(("players", players)),
     },
 ];
-
-pub fn find(name: &str) -> Option<&'static Scenario> {
-    SCENARIOS.iter().find(|s| s.name == name)
-}
 
 fn record(key: String, value: String, timestamp: i64) -> Record {
     Record {
