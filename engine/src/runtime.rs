@@ -192,6 +192,16 @@ impl Runtime {
             .collect()
     }
 
+    /// Makes every distributed query rebalance its group: a member died
+    /// and the broker has not reassigned its partitions.
+    pub fn rejoin_groups(&self) {
+        for q in self.distributed.lock().iter_mut() {
+            if let Err(e) = q.rejoin() {
+                tracing::warn!(query = %q.id(), "rejoining its consumer group: {e}");
+            }
+        }
+    }
+
     /// The units of each distributed query running here.
     pub fn cluster_units(&self) -> Vec<(String, Vec<Unit>)> {
         self.distributed

@@ -119,6 +119,11 @@ pub trait GroupMembership: Send {
     fn confirm(&mut self) -> Result<()>;
     /// The partitions owned now (as last confirmed).
     fn owned(&self) -> Vec<i32>;
+    /// Leaves the group and joins it again, forcing a rebalance: for when
+    /// the member learns that another one died but the broker has not
+    /// noticed (Tansu never expires a silent member). Its partitions come
+    /// back through [`Self::poll`] as any revocation and assignment do.
+    fn rejoin(&mut self) -> Result<()>;
 }
 
 /// Reads one topic, all of its partitions.

@@ -86,6 +86,8 @@ pub struct KafkaMembership {
     /// The step returned by the last poll, until confirmed.
     returned: Option<Pending>,
     owned: Vec<i32>,
+    /// Set between leaving and joining again (see `rejoin`).
+    rejoining: bool,
 }
 
 impl KafkaMembership {
@@ -114,6 +116,7 @@ impl KafkaMembership {
             consumer,
             returned: None,
             owned: Vec::new(),
+            rejoining: false,
         })
     }
 }
@@ -147,7 +150,12 @@ impl GroupMembership for KafkaMembership {
                 self.owned.clear();
                 self.consumer
                     .unassign()
-                    .map_err(|e| kafka_err("giving partitions back to the group", e))
+                    .map_err(|e| kafka_err("giving partitions back to the group", e))?;
+                if self.rejoining {
+                    self.rejoining = false;
+                    self.subscribe()?;
+                }
+                Ok(())
             }
             Some(Pending::Assign(mut tpl)) => {
                 // Positions do not matter (nothing is read); the end keeps
@@ -171,6 +179,29 @@ impl GroupMembership for KafkaMembership {
 
     fn owned(&self) -> Vec<i32> {
         self.owned.clone()
+    }
+
+    fn rejoin(&mut self) -> Result<()> {
+        if self.rejoining || self.returned.is_some() {
+            // A rebalance is under way already.
+            return Ok(());
+        }
+        self.consumer.unsubscribe();
+        if self.owned.is_empty() {
+            // Nothing to revoke, so no revocation to wait for.
+            return self.subscribe();
+        }
+        // Joined again once the revocation is confirmed.
+        self.rejoining = true;
+        Ok(())
+    }
+}
+
+impl KafkaMembership {
+    fn subscribe(&self) -> Result<()> {
+        self.consumer
+            .subscribe(&[self.topic.as_str()])
+            .map_err(|e| kafka_err("joining a consumer group", e))
     }
 }
 

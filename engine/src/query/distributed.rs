@@ -198,6 +198,12 @@ impl DistributedQuery {
         total
     }
 
+    /// Forces a rebalance of the query's group (see
+    /// [`GroupMembership::rejoin`]).
+    pub fn rejoin(&mut self) -> Result<()> {
+        self.membership.rejoin()
+    }
+
     /// Checkpoints every running unit now (a clean shutdown).
     pub fn checkpoint_all(&mut self) {
         for query in self.running.values_mut() {
@@ -302,7 +308,9 @@ impl DistributedQuery {
             self.log.clone(),
             only.as_deref(),
         )?;
-        query.enable_checkpoints(store, self.interval)?;
+        if query.enable_checkpoints(store, self.interval)? {
+            tracing::info!(query = %self.id, unit = %unit.name(), "unit restored from its checkpoint");
+        }
         Ok(query)
     }
 

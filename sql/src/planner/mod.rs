@@ -85,18 +85,18 @@ fn groups_by_source_key(group_by: &[SqlExpr], source: &DataSource) -> bool {
         .key_columns()
         .map(|c| c.name.as_str())
         .collect();
-    let named: std::collections::BTreeSet<&str> = group_by
+    let named: std::collections::BTreeSet<String> = group_by
         .iter()
         .filter_map(|g| match g {
-            SqlExpr::Identifier(i) => Some(i.value.as_str()),
-            SqlExpr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
+            SqlExpr::Identifier(i) => Some(crate::parser::normalize_ident(i)),
+            SqlExpr::CompoundIdentifier(parts) => parts.last().map(crate::parser::normalize_ident),
             _ => None,
         })
         .collect();
     !keys.is_empty()
         && group_by.len() == keys.len()
         && named.len() == keys.len()
-        && keys.iter().all(|k| named.contains(k))
+        && keys.iter().all(|k| named.contains(*k))
 }
 
 /// What planning needs besides the query.
