@@ -7,6 +7,11 @@
 //! from the events: nothing lost, nothing counted twice.
 //!
 //! `SLUICE_SCALE_EVENTS` sets another event count (default 200,000).
+//!
+//! An ignored test measures end-to-end throughput with one and with two
+//! servers: `SLUICE_BIN=<release sluice> cargo test --workspace --test
+//! scale_out -- --ignored --nocapture` (`SLUICE_SCALE_BENCH_EVENTS`, default
+//! 1,000,000).
 
 mod common;
 
@@ -82,7 +87,9 @@ fn difference(
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
     let log = File::create(work.join(format!("{name}.log"))).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let binary =
+        std::env::var("SLUICE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").into());
+    let child = Command::new(binary)
         .args(["serve", "--port", &port.to_string(), "--kafka", bootstrap])
         .args(["--service-id", "scale_"])
         .arg("--shared-state-dir")
@@ -127,14 +134,19 @@ fn pull(port: u16) -> Result<BTreeMap<String, (i64, i64)>, String> {
     )
     .ok_or("no answer")?;
     let rows: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let rows = rows.as_array().ok_or_else(|| format!("not an array: {body}"))?;
+    let rows = rows
+        .as_array()
+        .ok_or_else(|| format!("not an array: {body}"))?;
     let mut table = BTreeMap::new();
     for row in rows.iter().filter_map(|r| r.get("row")) {
         let c = &row["columns"];
         let player = c[0].as_str().ok_or("PLAYER")?.to_string();
         table.insert(
             player,
-            (c[1].as_i64().ok_or("GAMES")?, c[2].as_i64().ok_or("POINTS")?),
+            (
+                c[1].as_i64().ok_or("GAMES")?,
+                c[2].as_i64().ok_or("POINTS")?,
+            ),
         );
     }
     Ok(table)
@@ -160,7 +172,12 @@ fn ownership(port: u16) -> BTreeMap<String, Vec<i64>> {
             .as_object()
             .into_iter()
             .flat_map(|q| q.values())
-            .flat_map(|q| q["activePartitions"].as_array().cloned().unwrap_or_default())
+            .flat_map(|q| {
+                q["activePartitions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter_map(|p| p["partition"].as_i64())
             .collect();
         partitions.sort_unstable();
@@ -197,20 +214,29 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || healthy(port_a));
+    wait_for("server a", &work, Duration::from_secs(60), || {
+        healthy(port_a)
+    });
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || healthy(port_b));
+    wait_for("server b", &work, Duration::from_secs(60), || {
+        healthy(port_b)
+    });
 
     // Both members own half of the partitions, and both know it.
     let host_a = format!("127.0.0.1:{port_a}");
     let host_b = format!("127.0.0.1:{port_b}");
-    wait_for("the partitions to be split", &work, Duration::from_secs(60), || {
-        [port_a, port_b].iter().all(|port| {
-            let owned = ownership(*port);
-            owned.get(&host_a).is_some_and(|p| p.len() == 3)
-                && owned.get(&host_b).is_some_and(|p| p.len() == 3)
-        })
-    });
+    wait_for(
+        "the partitions to be split",
+        &work,
+        Duration::from_secs(60),
+        || {
+            [port_a, port_b].iter().all(|port| {
+                let owned = ownership(*port);
+                owned.get(&host_a).is_some_and(|p| p.len() == 3)
+                    && owned.get(&host_b).is_some_and(|p| p.len() == 3)
+            })
+        },
+    );
 
     // Phase 1: both servers count; a pull query on either sees every
     // player, with the exact totals.
@@ -234,7 +260,10 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
         if table != first {
             for p in [port_a, port_b] {
                 let metrics = get(p, "/metrics").unwrap_or_default();
-                let lines: Vec<&str> = metrics.lines().filter(|l| l.starts_with("sluice_query")).collect();
+                let lines: Vec<&str> = metrics
+                    .lines()
+                    .filter(|l| l.starts_with("sluice_query"))
+                    .collect();
                 eprintln!("metrics of {p}:\n{}", lines.join("\n"));
             }
             let mut consumer = topics.consumer("TOTALS").expect("sink consumer");
@@ -243,16 +272,30 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
             let mut per_partition = BTreeMap::new();
             loop {
                 let batch = consumer.poll(10_000).expect("poll");
-                if batch.is_empty() && n > 0 && consumer.lag() == 0 { break; }
+                if batch.is_empty() && n > 0 && consumer.lag() == 0 {
+                    break;
+                }
                 for r in batch {
                     n += 1;
                     *per_partition.entry(r.partition).or_insert(0) += 1;
-                    let key = String::from_utf8_lossy(&r.record.key.unwrap_or_default()).to_string();
-                    let v: Value = serde_json::from_slice(&r.record.value.unwrap_or_default()).unwrap_or_default();
-                    latest.insert(key, (v["GAMES"].as_i64().unwrap_or(-1), v["POINTS"].as_i64().unwrap_or(-1)));
+                    let key =
+                        String::from_utf8_lossy(&r.record.key.unwrap_or_default()).to_string();
+                    let v: Value = serde_json::from_slice(&r.record.value.unwrap_or_default())
+                        .unwrap_or_default();
+                    latest.insert(
+                        key,
+                        (
+                            v["GAMES"].as_i64().unwrap_or(-1),
+                            v["POINTS"].as_i64().unwrap_or(-1),
+                        ),
+                    );
                 }
             }
-            eprintln!("sink records {n} {per_partition:?} positions {:?}; diff {:?}", consumer.positions(), difference(&first, &latest));
+            eprintln!(
+                "sink records {n} {per_partition:?} positions {:?}; diff {:?}",
+                consumer.positions(),
+                difference(&first, &latest)
+            );
         }
         assert_eq!(
             difference(&first, &table),
@@ -287,9 +330,12 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     producer.join().expect("producer");
 
     // The survivor takes over all partitions and finishes exactly.
-    wait_for("a to own every partition", &work, Duration::from_secs(60), || {
-        ownership(port_a).get(&host_a).map(Vec::len) == Some(PARTITIONS as usize)
-    });
+    wait_for(
+        "a to own every partition",
+        &work,
+        Duration::from_secs(60),
+        || ownership(port_a).get(&host_a).map(Vec::len) == Some(PARTITIONS as usize),
+    );
     let all = expected(events);
     let mut last = Ok(BTreeMap::new());
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -318,4 +364,79 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     );
     drop(a);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Records the servers on `ports` have read, summed.
+fn records_in(ports: &[u16]) -> u64 {
+    ports
+        .iter()
+        .filter_map(|p| get(*p, "/metrics"))
+        .flat_map(|m| {
+            m.lines()
+                .filter(|l| l.starts_with("sluice_query_records_in_total{query_id=\"CTAS_TOTALS"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[test]
+#[ignore = "a measurement, not a check: see the module documentation"]
+fn throughput_of_one_and_of_two_servers() {
+    let events: u64 = std::env::var("SLUICE_SCALE_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    for servers in [1usize, 2] {
+        let broker = TansuBroker::start().expect("a Tansu broker");
+        let bootstrap = broker.bootstrap_servers();
+        let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
+        topics.create_topic("plays", PARTITIONS, 1).expect("input");
+        let work = work_dir();
+        let ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
+        let names = ["a", "b"];
+        let mut running = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            running.push(start(&bootstrap, &work, names[i], *port));
+            wait_for("a server", &work, Duration::from_secs(60), || {
+                healthy(*port)
+            });
+        }
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        wait_for(
+            "the partitions to be split",
+            &work,
+            Duration::from_secs(60),
+            || {
+                let owned = ownership(ports[0]);
+                hosts.iter().all(|h| {
+                    owned
+                        .get(h)
+                        .is_some_and(|p| p.len() == PARTITIONS as usize / servers)
+                })
+            },
+        );
+        let began = Instant::now();
+        let mut i = 0;
+        while i < events {
+            let end = (i + 50_000).min(events);
+            topics
+                .produce("plays", (i..end).map(record).collect())
+                .expect("produce");
+            i = end;
+        }
+        let produced = began.elapsed();
+        wait_for("every event", &work, Duration::from_secs(600), || {
+            records_in(&ports) >= events
+        });
+        let took = began.elapsed();
+        eprintln!(
+            "{servers} server(s): {events} events in {:.2} s = {:.0} events/s end to end (producing them took {:.2} s)",
+            took.as_secs_f64(),
+            events as f64 / took.as_secs_f64(),
+            produced.as_secs_f64()
+        );
+        drop(running);
+        let _ = std::fs::remove_dir_all(&work);
+    }
 }

@@ -318,7 +318,8 @@ impl Runtime {
     /// A snapshot of every query's counters, for monitoring; a distributed
     /// query's are this server's share.
     pub fn metrics(&self) -> Vec<QueryMetrics> {
-        let mut metrics: Vec<QueryMetrics> = self.queries.lock().iter().map(query_metrics).collect();
+        let mut metrics: Vec<QueryMetrics> =
+            self.queries.lock().iter().map(query_metrics).collect();
         metrics.extend(self.distributed.lock().iter().map(distributed_metrics));
         metrics
     }

@@ -366,6 +366,9 @@ mod tests {
             live["hostStoreLags"]["stateStoreLags"]["CTAS_T_1"]["totalLag"],
             7
         );
-        assert_eq!(status["clusterStatus"]["127.0.0.1:8089"]["hostAlive"], false);
+        assert_eq!(
+            status["clusterStatus"]["127.0.0.1:8089"]["hostAlive"],
+            false
+        );
     }
 }

@@ -1546,38 +1546,38 @@ fn query_plan(
     planned: crate::planner::PlannedQuery,
     sink: &DataSource,
 ) -> Result<QueryPlan> {
-        let mut inputs = Vec::new();
-        for input in planned.inputs {
-            inputs.push(QueryInput {
-                source: source_spec(&input.source)?,
-                operators: input.operators,
-            });
-        }
-        // Output rows are keys then values.
-        let sink_position = sink.timestamp_column.as_ref().and_then(|name| {
-            let keys: Vec<_> = sink.schema.key_columns().collect();
-            keys.iter().position(|c| &c.name == name).or_else(|| {
-                sink.schema
-                    .value_columns()
-                    .position(|c| &c.name == name)
-                    .map(|p| keys.len() + p)
-            })
+    let mut inputs = Vec::new();
+    for input in planned.inputs {
+        inputs.push(QueryInput {
+            source: source_spec(&input.source)?,
+            operators: input.operators,
         });
-        let sink_timestamp = timestamp_source(sink_position, sink.timestamp_format.as_deref())?;
-        let plan = QueryPlan {
-            id: query_id.to_string(),
-            inputs,
-            joins: planned.joins,
-            operators: planned.operators,
-            sink: SinkSpec {
-                topic: sink.topic.clone(),
-                schema: sink.schema.clone(),
-                codec: sink.codec(),
-                window: sink.window,
-                timestamp: sink_timestamp,
-                computed_key: planned.computed_key,
-            },
-        };
+    }
+    // Output rows are keys then values.
+    let sink_position = sink.timestamp_column.as_ref().and_then(|name| {
+        let keys: Vec<_> = sink.schema.key_columns().collect();
+        keys.iter().position(|c| &c.name == name).or_else(|| {
+            sink.schema
+                .value_columns()
+                .position(|c| &c.name == name)
+                .map(|p| keys.len() + p)
+        })
+    });
+    let sink_timestamp = timestamp_source(sink_position, sink.timestamp_format.as_deref())?;
+    let plan = QueryPlan {
+        id: query_id.to_string(),
+        inputs,
+        joins: planned.joins,
+        operators: planned.operators,
+        sink: SinkSpec {
+            topic: sink.topic.clone(),
+            schema: sink.schema.clone(),
+            codec: sink.codec(),
+            window: sink.window,
+            timestamp: sink_timestamp,
+            computed_key: planned.computed_key,
+        },
+    };
     Ok(plan)
 }
 

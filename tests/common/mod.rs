@@ -47,7 +47,9 @@ pub fn healthy(port: u16) -> bool {
 /// when nothing answers. HTTP/1.0, so the answer is not chunked.
 pub fn post(port: u16, path: &str, body: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let request = format!(
         "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -55,5 +57,7 @@ pub fn post(port: u16, path: &str, body: &str) -> Option<String> {
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
 }

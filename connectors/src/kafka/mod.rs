@@ -426,7 +426,11 @@ impl TopicBackend for KafkaTopics {
     }
 
     fn consumer(&self, topic: &str) -> Result<Box<dyn TopicConsumer>> {
-        Ok(Box::new(KafkaTopicConsumer::open(&self.config, topic, None)?))
+        Ok(Box::new(KafkaTopicConsumer::open(
+            &self.config,
+            topic,
+            None,
+        )?))
     }
 
     fn partition_consumer(

@@ -160,7 +160,11 @@ fn group_members_share_partitions_and_take_over_those_of_a_leaver() {
         o[0].len() == 3 && o[1].len() == 3 && o[0].iter().all(|p| !o[1].contains(p))
     });
     // The first member gave everything back before the split.
-    assert!(seen[0].iter().any(|c| matches!(c, GroupChange::Revoked(p) if p.len() == 6)));
+    assert!(
+        seen[0]
+            .iter()
+            .any(|c| matches!(c, GroupChange::Revoked(p) if p.len() == 6))
+    );
     // The second leaves; the first gets all partitions again.
     members.pop();
     settle(&mut members, |o| o[0] == vec![0, 1, 2, 3, 4, 5]);

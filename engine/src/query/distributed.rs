@@ -119,7 +119,9 @@ impl DistributedQuery {
         }
         let group = format!("{}query_{id}", config.group_prefix);
         let membership = backend.join_group(&group, &topic)?;
-        let dir = config.shared_dir.join(crate::checkpoint::directory_name(&id));
+        let dir = config
+            .shared_dir
+            .join(crate::checkpoint::directory_name(&id));
         Ok(DistributedQuery {
             id,
             factory,
