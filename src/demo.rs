@@ -79,6 +79,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         config: sluice_server::ServerConfig::default(),
         tls: None,
         durability: None,
+        cluster: None,
     };
     crate::serve(options, topics, &service_id, generators)
 }

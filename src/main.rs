@@ -98,6 +98,17 @@ enum Command {
         /// a crash reprocesses at most this much input.
         #[arg(long, value_name = "MS", default_value_t = 5_000)]
         checkpoint_interval: u64,
+        /// Join the cluster of the servers with the same --service-id on
+        /// the same --kafka brokers: they share every persistent query,
+        /// each processing the input partitions its consumer group gives
+        /// it, and checkpoint each partition's state here, a directory
+        /// every member reaches, so a partition's next owner resumes it.
+        #[arg(long, value_name = "DIR", requires = "kafka")]
+        shared_state_dir: Option<PathBuf>,
+        /// The URL other members and clients reach this server at (with
+        /// --shared-state-dir); `http://127.0.0.1:<port>` by default.
+        #[arg(long, value_name = "URL", requires = "shared_state_dir")]
+        advertised_url: Option<String>,
     },
 }
 
@@ -138,6 +149,8 @@ fn main() -> Result<()> {
             tls_key,
             state_dir,
             checkpoint_interval,
+            shared_state_dir,
+            advertised_url,
         } => {
             let auth = match (auth_basic, auth_bearer) {
                 (Some(basic), _) => {
@@ -172,6 +185,16 @@ fn main() -> Result<()> {
                     std::time::Duration::from_millis(checkpoint_interval.max(1)),
                 )
             });
+            let interval = std::time::Duration::from_millis(checkpoint_interval.max(1));
+            let cluster = shared_state_dir.map(|shared_dir| Cluster {
+                config: sluice_engine::query::distributed::ClusterConfig {
+                    shared_dir,
+                    interval,
+                    group_prefix: format!("_sluice-{service_id}"),
+                },
+                advertised_url: advertised_url
+                    .unwrap_or_else(|| format!("http://127.0.0.1:{port}")),
+            });
             let topics = backend(kafka, service_id.clone())?;
             let options = ServeOptions {
                 port,
@@ -179,6 +202,7 @@ fn main() -> Result<()> {
                 config,
                 tls,
                 durability,
+                cluster,
             };
             serve(options, topics, &service_id, |_| Ok(()))
         }
@@ -239,6 +263,14 @@ struct ServeOptions {
     tls: Option<Arc<sluice_server::rustls::ServerConfig>>,
     /// The state directory and the checkpoint interval.
     durability: Option<(PathBuf, std::time::Duration)>,
+    /// Set when this server is a member of a cluster.
+    cluster: Option<Cluster>,
+}
+
+/// How this server takes part in a cluster.
+struct Cluster {
+    config: sluice_engine::query::distributed::ClusterConfig,
+    advertised_url: String,
 }
 
 fn serve(
@@ -253,6 +285,7 @@ fn serve(
         config,
         tls,
         durability,
+        cluster,
     } = options;
     let queries = queries.as_path();
     let ctx = Arc::new(KsqlContext::with_backend(topics, 1024));
@@ -271,7 +304,28 @@ fn serve(
         .map_err(|e| anyhow::anyhow!("creating KSQL_PROCESSING_LOG: {}", e.error))?;
     // Projections and push queries observe the runtime from the start, so
     // they see the output of every query loaded below.
-    let state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
+    let mut state = sluice_server::AppState::new(ctx.clone(), "sluice", config);
+    if let Some(cluster) = &cluster {
+        std::fs::create_dir_all(&cluster.config.shared_dir).with_context(|| {
+            format!(
+                "creating the shared state directory {}",
+                cluster.config.shared_dir.display()
+            )
+        })?;
+        ctx.runtime().enable_cluster(cluster.config.clone());
+        let members = sluice_server::cluster::Members::start(
+            ctx.runtime().clone(),
+            service_id,
+            &cluster.advertised_url,
+        )
+        .context("joining the cluster")?;
+        state = state.with_cluster(members);
+        eprintln!(
+            "sluice: cluster member {} (service id {service_id}), shared state in {}",
+            cluster.advertised_url,
+            cluster.config.shared_dir.display()
+        );
+    }
     if let Some((dir, interval)) = &durability {
         let replayed = ctx
             .open_state_dir(dir, *interval)

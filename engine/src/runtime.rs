@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use crate::checkpoint::{CheckpointConfig, CheckpointStore};
 use crate::error::Result;
 use crate::processing_log::ProcessingLog;
+use crate::query::distributed::{ClusterConfig, DistributedQuery, PlanFactory, Unit};
 use crate::query::{PersistentQuery, QueryState};
 use crate::topic::TopicBackend;
 
@@ -86,6 +87,49 @@ pub struct Runtime {
     observers: Mutex<Vec<Arc<dyn StepObserver>>>,
     /// Set when persistent queries are durable.
     checkpoints: Mutex<Option<CheckpointConfig>>,
+    /// Set when this server is a member of a cluster: persistent queries
+    /// are shared with the other members.
+    cluster: Mutex<Option<ClusterConfig>>,
+    distributed: Mutex<Vec<DistributedQuery>>,
+}
+
+/// This server's share of one distributed query ([`Runtime::cluster_shares`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterShare {
+    pub query_id: String,
+    /// The input topic whose partitions the members split.
+    pub topic: String,
+    /// Partitions the consumer group gives this server.
+    pub partitions: Vec<i32>,
+    /// Whether each partition runs on its own (otherwise the owner of
+    /// partition 0 runs the whole query).
+    pub partition_local: bool,
+    /// Records of the owned partitions not processed yet.
+    pub lag: u64,
+}
+
+/// A distributed query's counters: its running units' summed.
+fn distributed_metrics(q: &DistributedQuery) -> QueryMetrics {
+    let mut metrics = QueryMetrics {
+        id: q.id().to_string(),
+        sink: String::new(),
+        running: q.state() == QueryState::Running,
+        records_in: 0,
+        records_out: 0,
+        state_rows: 0,
+        late_records: 0,
+        lag: 0,
+    };
+    for (_, unit) in q.instances() {
+        let m = query_metrics(unit);
+        metrics.sink = m.sink;
+        metrics.records_in += m.records_in;
+        metrics.records_out += m.records_out;
+        metrics.state_rows += m.state_rows;
+        metrics.late_records += m.late_records;
+        metrics.lag += m.lag;
+    }
+    metrics
 }
 
 impl Runtime {
@@ -98,7 +142,73 @@ impl Runtime {
             stopping: AtomicBool::new(false),
             observers: Mutex::new(Vec::new()),
             checkpoints: Mutex::new(None),
+            cluster: Mutex::new(None),
+            distributed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes this runtime a cluster member: persistent queries added with
+    /// [`Runtime::add_distributed`] share their partitions with the other
+    /// members and checkpoint under `config.shared_dir`.
+    pub fn enable_cluster(&self, config: ClusterConfig) {
+        *self.cluster.lock() = Some(config);
+    }
+
+    pub fn cluster_config(&self) -> Option<ClusterConfig> {
+        self.cluster.lock().clone()
+    }
+
+    /// Adds a persistent query shared with the cluster (see
+    /// [`DistributedQuery`]); fails when this runtime is no member.
+    pub fn add_distributed(&self, factory: PlanFactory, partition_local: bool) -> Result<()> {
+        let Some(config) = self.cluster_config() else {
+            return Err(crate::EngineError::Execution(
+                "this server is not a cluster member".into(),
+            ));
+        };
+        let query = DistributedQuery::start(
+            factory,
+            partition_local,
+            &config,
+            self.backend.clone(),
+            self.log.clone(),
+        )?;
+        self.distributed.lock().push(query);
+        Ok(())
+    }
+
+    /// What this server runs of each distributed query.
+    pub fn cluster_shares(&self) -> Vec<ClusterShare> {
+        self.distributed
+            .lock()
+            .iter()
+            .map(|q| ClusterShare {
+                query_id: q.id().to_string(),
+                topic: q.topic().to_string(),
+                partitions: q.owned_partitions(),
+                partition_local: q.partition_local(),
+                lag: q.instances().map(|(_, unit)| unit.lag()).sum(),
+            })
+            .collect()
+    }
+
+    /// Makes every distributed query rebalance its group: a member died
+    /// and the broker has not reassigned its partitions.
+    pub fn rejoin_groups(&self) {
+        for q in self.distributed.lock().iter_mut() {
+            if let Err(e) = q.rejoin() {
+                tracing::warn!(query = %q.id(), "rejoining its consumer group: {e}");
+            }
+        }
+    }
+
+    /// The units of each distributed query running here.
+    pub fn cluster_units(&self) -> Vec<(String, Vec<Unit>)> {
+        self.distributed
+            .lock()
+            .iter()
+            .map(|q| (q.id().to_string(), q.units()))
+            .collect()
     }
 
     /// Makes persistent queries added from now on durable: each restores
@@ -133,6 +243,9 @@ impl Runtime {
                 tracing::error!(query = %q.id(), "checkpoint failed: {e}");
             }
         }
+        for q in self.distributed.lock().iter_mut() {
+            q.checkpoint_all();
+        }
     }
 
     /// Waits until every query's output is in its sink topic (sinks
@@ -160,6 +273,13 @@ impl Runtime {
     /// Stops and removes a query, forgetting its checkpoints (it will not
     /// resume); false if there was none with that id.
     pub fn remove(&self, id: &str) -> bool {
+        {
+            let mut distributed = self.distributed.lock();
+            if let Some(at) = distributed.iter().position(|q| q.id() == id) {
+                distributed.remove(at).delete_checkpoints();
+                return true;
+            }
+        }
         let mut queries = self.queries.lock();
         let Some(at) = queries.iter().position(|q| q.id() == id) else {
             return false;
@@ -175,31 +295,59 @@ impl Runtime {
 
     /// The state of every query, by id.
     pub fn states(&self) -> Vec<(String, QueryState)> {
-        self.queries
+        let mut states: Vec<(String, QueryState)> = self
+            .queries
             .lock()
             .iter()
             .map(|q| (q.id().to_string(), q.state().clone()))
-            .collect()
+            .collect();
+        states.extend(
+            self.distributed
+                .lock()
+                .iter()
+                .map(|q| (q.id().to_string(), q.state())),
+        );
+        states
     }
 
     /// Rows of operator state held by each query, by id.
     pub fn state_rows(&self) -> Vec<(String, usize)> {
-        self.queries
+        let mut rows: Vec<(String, usize)> = self
+            .queries
             .lock()
             .iter()
             .map(|q| (q.id().to_string(), q.state_rows()))
-            .collect()
+            .collect();
+        rows.extend(self.distributed.lock().iter().map(|q| {
+            let units = q.instances().map(|(_, unit)| unit.state_rows()).sum();
+            (q.id().to_string(), units)
+        }));
+        rows
     }
 
-    /// A snapshot of every query's counters, for monitoring.
+    /// A snapshot of every query's counters, for monitoring; a distributed
+    /// query's are this server's share.
     pub fn metrics(&self) -> Vec<QueryMetrics> {
-        self.queries.lock().iter().map(query_metrics).collect()
+        let mut metrics: Vec<QueryMetrics> =
+            self.queries.lock().iter().map(query_metrics).collect();
+        metrics.extend(self.distributed.lock().iter().map(distributed_metrics));
+        metrics
     }
 
     /// The plan and counters of the query `id`, if it runs.
     pub fn explain(&self, id: &str) -> Option<QueryExplanation> {
         let queries = self.queries.lock();
-        let q = queries.iter().find(|q| q.id() == id)?;
+        let distributed = self.distributed.lock();
+        let (q, metrics) = match queries.iter().find(|q| q.id() == id) {
+            Some(q) => (q, query_metrics(q)),
+            None => {
+                // A distributed query is explained by one of its units
+                // running here, with the counters of all of them.
+                let d = distributed.iter().find(|q| q.id() == id)?;
+                let (_, unit) = d.instances().next()?;
+                (unit, distributed_metrics(d))
+            }
+        };
         let plan = q.plan();
         let names = |ops: &[Box<dyn crate::operator::Operator>]| -> Vec<&'static str> {
             ops.iter().map(|op| op.name()).collect()
@@ -216,7 +364,7 @@ impl Runtime {
                 .map(|j| (j.join.name(), names(&j.operators)))
                 .collect(),
             operators: names(&plan.operators),
-            metrics: query_metrics(q),
+            metrics,
         })
     }
 
@@ -242,6 +390,10 @@ impl Runtime {
                     tracing::error!(query = %q.id(), "checkpoint failed: {e}");
                 }
             }
+        }
+        for q in self.distributed.lock().iter_mut() {
+            let _span = tracing::info_span!("query", id = %q.id()).entered();
+            total += q.poll_once(self.batch_size);
         }
         // Cloned so an observer may add queries (a push query starting)
         // without deadlocking on either lock.
@@ -270,6 +422,9 @@ impl Runtime {
                 }
                 runtime.flush();
                 runtime.checkpoint_all();
+                // Leaving the groups after the checkpoint lets the other
+                // members take over from it at once.
+                runtime.distributed.lock().clear();
             })
     }
 

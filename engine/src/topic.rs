@@ -77,6 +77,65 @@ pub trait TopicBackend: Send + Sync {
     /// Blocks until some topic receives a record or the timeout passes;
     /// lets drivers sleep instead of spinning on empty polls.
     fn wait_for_data(&self, timeout: Duration);
+
+    /// Opens a consumer of only `partitions` of `topic`, each at its
+    /// start: a cluster member runs one query instance per partition it
+    /// owns. Backends without clusters refuse.
+    fn partition_consumer(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Box<dyn TopicConsumer>> {
+        let _ = partitions;
+        Err(crate::EngineError::Execution(format!(
+            "this topic backend cannot read single partitions of '{topic}'"
+        )))
+    }
+
+    /// Joins the consumer group `group` over `topic`: the members of a
+    /// group share the topic's partitions. Backends without clusters
+    /// refuse.
+    fn join_group(&self, group: &str, topic: &str) -> Result<Box<dyn GroupMembership>> {
+        Err(crate::EngineError::Execution(format!(
+            "this topic backend has no consumer groups (group '{group}' over '{topic}')"
+        )))
+    }
+}
+
+/// A change of the partitions a group member owns, as the group decided
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// These partitions are taken away: the member saves their state,
+    /// then [`GroupMembership::confirm`]s, and only then may another
+    /// member get them.
+    Revoked(Vec<i32>),
+    /// These partitions were taken away without a handover (the member
+    /// was out of touch with the group): another member may process them
+    /// already, so their state must not be saved over its own.
+    Lost(Vec<i32>),
+    /// These partitions are the member's now (the whole new assignment).
+    Assigned(Vec<i32>),
+}
+
+/// One member of a consumer group. It reads no records itself: it only
+/// learns which partitions are its to process, and holds the group's
+/// rebalance until the member has handled each change.
+pub trait GroupMembership: Send {
+    /// Services the group protocol (heartbeats, rebalances); returns the
+    /// change waiting for confirmation, if any. Call it often: a member
+    /// that stops polling is taken out of the group.
+    fn poll(&mut self) -> Result<Option<GroupChange>>;
+    /// Tells the group the change last returned by [`Self::poll`] is
+    /// handled, letting the rebalance go on.
+    fn confirm(&mut self) -> Result<()>;
+    /// The partitions owned now (as last confirmed).
+    fn owned(&self) -> Vec<i32>;
+    /// Leaves the group and joins it again, forcing a rebalance: for when
+    /// the member learns that another one died but the broker has not
+    /// noticed (Tansu never expires a silent member). Its partitions come
+    /// back through [`Self::poll`] as any revocation and assignment do.
+    fn rejoin(&mut self) -> Result<()>;
 }
 
 /// Whether a backend can write in transactions, each case with why.

@@ -11,6 +11,7 @@
 //! Failures answer in ksqlDB's error shape ([`error`]).
 
 pub mod auth;
+pub mod cluster;
 pub mod entities;
 pub mod error;
 pub mod index;
@@ -95,6 +96,8 @@ pub struct AppState {
     pub commands: Arc<status::CommandLog>,
     /// HTTP requests counted for `/metrics`.
     pub http: Arc<metrics::HttpMetrics>,
+    /// The cluster's members, when this server is one.
+    pub cluster: Option<Arc<cluster::Members>>,
 }
 
 impl AppState {
@@ -114,7 +117,14 @@ impl AppState {
             lookups: Arc::new(lookup::LookupCache::new()),
             commands: Arc::new(status::CommandLog::new()),
             http: Arc::new(metrics::HttpMetrics::default()),
+            cluster: None,
         }
+    }
+
+    /// This state, for a member of a cluster.
+    pub fn with_cluster(mut self, members: Arc<cluster::Members>) -> Self {
+        self.cluster = Some(members);
+        self
     }
 }
 
@@ -139,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status/{type}/{entity}/{action}", get(status::status))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::scrape))
+        .route("/clusterStatus", get(cluster::cluster_status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

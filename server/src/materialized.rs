@@ -136,6 +136,9 @@ struct View {
     consumer: Box<dyn TopicConsumer>,
     rows: Rows,
     error: Option<String>,
+    /// Set after a read: the broker's count of what is left may be short
+    /// (see [`View::catch_up`]).
+    tail_unsure: bool,
 }
 
 impl View {
@@ -170,6 +173,7 @@ impl View {
             consumer,
             rows,
             error: None,
+            tail_unsure: false,
         })
     }
 
@@ -184,16 +188,26 @@ impl View {
         // Everything available now, not a budget: the runtime's queries
         // are between passes, so this ends on a whole batch of theirs.
         // (Records produced meanwhile by other threads are single inserts.)
-        let available = self.consumer.lag() as usize;
+        //
+        // A broker may report less than it has: Tansu's high watermark is
+        // the last batch's first offset + 1, so the rest of that batch
+        // would wait for the next write. After reading, the view reads on
+        // until a poll comes back empty, a batch more per pass.
+        let mut budget = self.consumer.lag() as usize;
+        if budget > 0 || self.tail_unsure {
+            budget += RECORDS_PER_POLL;
+        }
         let mut consumed = 0;
-        while consumed < available {
+        while consumed < budget {
             let records = self
                 .consumer
-                .poll(RECORDS_PER_POLL.min(available - consumed))
+                .poll(RECORDS_PER_POLL.min(budget - consumed))
                 .map_err(internal)?;
             if records.is_empty() {
+                self.tail_unsure = false;
                 break;
             }
+            self.tail_unsure = true;
             consumed += records.len();
             let change = source::decode(&self.spec, &records, &op_ctx).map_err(internal)?;
             match &mut self.rows {

@@ -527,7 +527,7 @@ impl KsqlContext {
                         .map(|r| parse_count(r, "REPLICAS"))
                         .transpose()?
                         .unwrap_or(1);
-                    backend.create_topic(&topic, partitions, replicas as u16)?;
+                    create_topic_once(backend.as_ref(), &topic, partitions, replicas as u16)?;
                 }
                 None => {
                     return statement_err!(
@@ -663,7 +663,7 @@ impl KsqlContext {
                 .map(|r| parse_count(r, "REPLICAS"))
                 .transpose()?
                 .unwrap_or(1);
-            backend.create_topic(&topic, partitions, replicas as u16)?;
+            create_topic_once(backend.as_ref(), &topic, partitions, replicas as u16)?;
         }
         let (timestamp_column, timestamp_format) =
             timestamp_column(props, &planned.schema)?.unzip();
@@ -691,7 +691,7 @@ impl KsqlContext {
             .iter()
             .map(|i| i.source.name.clone())
             .collect();
-        self.start_query(&query_id, planned, &sink)?;
+        self.start_query(&query_id, planned, &sink, &create.query, &create.name)?;
         catalog.put_query(QueryInfo {
             id: query_id.clone(),
             sql: sql.to_string(),
@@ -707,15 +707,70 @@ impl KsqlContext {
         })
     }
 
+    /// Starts the persistent query `query` planned as `planned`: on this
+    /// server alone, or, in a cluster, as this server's share of it.
     fn start_query(
         &self,
         query_id: &str,
         planned: crate::planner::PlannedQuery,
         sink: &DataSource,
+        query: &Query,
+        sink_name: &str,
     ) -> Result<()> {
+        if self.runtime.cluster_config().is_some() {
+            let partition_local = planned.partition_local;
+            let factory = self.plan_factory(query_id, &planned, sink, query, sink_name);
+            self.runtime.add_distributed(factory, partition_local)?;
+            return Ok(());
+        }
         let query = self.attach_query(query_id, planned, sink)?;
         self.runtime.add_persistent(query)?;
         Ok(())
+    }
+
+    /// Plans `query` again on every call, as it was planned now: a cluster
+    /// member runs one instance per input partition it owns, and plans
+    /// hold their operators' state.
+    fn plan_factory(
+        &self,
+        query_id: &str,
+        planned: &crate::planner::PlannedQuery,
+        sink: &DataSource,
+        query: &Query,
+        sink_name: &str,
+    ) -> sluice_engine::query::distributed::PlanFactory {
+        // The sources as they are now, so later DDL cannot change the plan.
+        let mut catalog = Catalog::default();
+        for input in &planned.inputs {
+            catalog.put_source(input.source.as_ref().clone());
+        }
+        let (new_planner, flush_interval) = {
+            let now = self.plan_context(&catalog);
+            (now.new_planner, now.flush_interval)
+        };
+        let functions = self.functions.clone();
+        let state = self.state.clone();
+        let backend = self.runtime.backend().clone();
+        let query = query.clone();
+        let sink = sink.clone();
+        let sink_name = sink_name.to_string();
+        let query_id = query_id.to_string();
+        Arc::new(move || {
+            let context = PlanContext {
+                catalog: &catalog,
+                functions: &functions,
+                state: &state,
+                new_planner,
+                flush_interval,
+                topics: Some(backend.as_ref()),
+                transient: false,
+            };
+            let planned = context
+                .plan(&query, &sink_name)
+                .map_err(|e| sluice_engine::EngineError::Plan(e.to_string()))?;
+            query_plan(&query_id, planned, &sink)
+                .map_err(|e| sluice_engine::EngineError::Plan(e.to_string()))
+        })
     }
 
     /// Starts a push query (`SELECT ... EMIT CHANGES`): planned like a
@@ -799,38 +854,7 @@ impl KsqlContext {
         planned: crate::planner::PlannedQuery,
         sink: &DataSource,
     ) -> Result<PersistentQuery> {
-        let mut inputs = Vec::new();
-        for input in planned.inputs {
-            inputs.push(QueryInput {
-                source: source_spec(&input.source)?,
-                operators: input.operators,
-            });
-        }
-        // Output rows are keys then values.
-        let sink_position = sink.timestamp_column.as_ref().and_then(|name| {
-            let keys: Vec<_> = sink.schema.key_columns().collect();
-            keys.iter().position(|c| &c.name == name).or_else(|| {
-                sink.schema
-                    .value_columns()
-                    .position(|c| &c.name == name)
-                    .map(|p| keys.len() + p)
-            })
-        });
-        let sink_timestamp = timestamp_source(sink_position, sink.timestamp_format.as_deref())?;
-        let plan = QueryPlan {
-            id: query_id.to_string(),
-            inputs,
-            joins: planned.joins,
-            operators: planned.operators,
-            sink: SinkSpec {
-                topic: sink.topic.clone(),
-                schema: sink.schema.clone(),
-                codec: sink.codec(),
-                window: sink.window,
-                timestamp: sink_timestamp,
-                computed_key: planned.computed_key,
-            },
-        };
+        let plan = query_plan(query_id, planned, sink)?;
         Ok(PersistentQuery::start(
             plan,
             self.runtime.backend().clone(),
@@ -879,7 +903,7 @@ impl KsqlContext {
             .iter()
             .map(|i| i.source.name.clone())
             .collect();
-        self.start_query(&query_id, planned, &sink)?;
+        self.start_query(&query_id, planned, &sink, query, target)?;
         catalog.put_query(QueryInfo {
             id: query_id.clone(),
             sql: sql.to_string(),
@@ -1521,4 +1545,59 @@ fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, StatementError> {
             error,
         }
     })
+}
+
+/// The engine's plan of a planned query writing to `sink`.
+fn query_plan(
+    query_id: &str,
+    planned: crate::planner::PlannedQuery,
+    sink: &DataSource,
+) -> Result<QueryPlan> {
+    let mut inputs = Vec::new();
+    for input in planned.inputs {
+        inputs.push(QueryInput {
+            source: source_spec(&input.source)?,
+            operators: input.operators,
+        });
+    }
+    // Output rows are keys then values.
+    let sink_position = sink.timestamp_column.as_ref().and_then(|name| {
+        let keys: Vec<_> = sink.schema.key_columns().collect();
+        keys.iter().position(|c| &c.name == name).or_else(|| {
+            sink.schema
+                .value_columns()
+                .position(|c| &c.name == name)
+                .map(|p| keys.len() + p)
+        })
+    });
+    let sink_timestamp = timestamp_source(sink_position, sink.timestamp_format.as_deref())?;
+    let plan = QueryPlan {
+        id: query_id.to_string(),
+        inputs,
+        joins: planned.joins,
+        operators: planned.operators,
+        sink: SinkSpec {
+            topic: sink.topic.clone(),
+            schema: sink.schema.clone(),
+            codec: sink.codec(),
+            window: sink.window,
+            timestamp: sink_timestamp,
+            computed_key: planned.computed_key,
+        },
+    };
+    Ok(plan)
+}
+
+/// Creates a topic unless it exists: the members of a cluster execute the
+/// same statements at once, and one of them creates it first.
+fn create_topic_once(
+    backend: &dyn TopicBackend,
+    topic: &str,
+    partitions: u32,
+    replicas: u16,
+) -> Result<()> {
+    match backend.create_topic(topic, partitions, replicas) {
+        Err(sluice_engine::EngineError::TopicExists(_)) => Ok(()),
+        created => Ok(created?),
+    }
 }

@@ -42,3 +42,22 @@ pub fn get(port: u16, path: &str) -> Option<String> {
 pub fn healthy(port: u16) -> bool {
     get(port, "/healthcheck").is_some_and(|a| a.starts_with("HTTP/1.1 200"))
 }
+
+/// The body of the answer to `POST path` with a JSON `body`, or `None`
+/// when nothing answers. HTTP/1.0, so the answer is not chunked.
+pub fn post(port: u16, path: &str, body: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}

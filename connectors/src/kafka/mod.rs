@@ -14,6 +14,7 @@
 //! reason are sent again, with backoff, until the broker takes them. A
 //! producer that librdkafka declares fatally failed is replaced.
 
+mod group;
 mod probe;
 pub mod tansu;
 #[cfg(test)]
@@ -37,8 +38,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use sluice_engine::error::{EngineError, Result};
 use sluice_engine::topic::{
-    ConsumedRecord, Partitioning, Record, TopicBackend, TopicConsumer, TopicDescription,
-    TopicWriter, TransactionSupport, partition_for_key,
+    ConsumedRecord, GroupMembership, Partitioning, Record, TopicBackend, TopicConsumer,
+    TopicDescription, TopicWriter, TransactionSupport, partition_for_key,
 };
 
 /// How long a metadata or admin request may take before it fails.
@@ -454,7 +455,31 @@ impl TopicBackend for KafkaTopics {
     }
 
     fn consumer(&self, topic: &str) -> Result<Box<dyn TopicConsumer>> {
-        Ok(Box::new(KafkaTopicConsumer::open(&self.config, topic)?))
+        Ok(Box::new(KafkaTopicConsumer::open(
+            &self.config,
+            topic,
+            None,
+        )?))
+    }
+
+    fn partition_consumer(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Box<dyn TopicConsumer>> {
+        Ok(Box::new(KafkaTopicConsumer::open(
+            &self.config,
+            topic,
+            Some(partitions),
+        )?))
+    }
+
+    fn join_group(&self, group: &str, topic: &str) -> Result<Box<dyn GroupMembership>> {
+        Ok(Box::new(group::KafkaMembership::join(
+            &self.config,
+            group,
+            topic,
+        )?))
     }
 
     fn transaction_support(&self) -> TransactionSupport {
@@ -497,7 +522,8 @@ fn is_consumption_error(e: &KafkaError) -> bool {
 }
 
 impl KafkaTopicConsumer {
-    fn open(config: &KafkaConfig, topic: &str) -> Result<Self> {
+    /// A consumer of `only` these partitions of `topic`, or of all.
+    fn open(config: &KafkaConfig, topic: &str, only: Option<&[i32]>) -> Result<Self> {
         let consumer: BaseConsumer = config
             .client()
             .set("group.id", format!("_sluice-{}{topic}", config.service_id))
@@ -517,6 +543,18 @@ impl KafkaTopicConsumer {
             .find(|t| t.name() == topic && t.error().is_none())
             .map(|t| t.partitions().iter().map(|p| p.id()).collect())
             .ok_or_else(|| EngineError::UnknownTopic(topic.to_string()))?;
+        let partitions = match only {
+            None => partitions,
+            Some(only) => {
+                if let Some(missing) = only.iter().find(|p| !partitions.contains(p)) {
+                    return Err(EngineError::UnknownPartition {
+                        topic: topic.to_string(),
+                        partition: *missing,
+                    });
+                }
+                only.to_vec()
+            }
+        };
         // Partitions are assigned at the first poll, after any seeks of a
         // restore: one assignment.
         Ok(KafkaTopicConsumer {

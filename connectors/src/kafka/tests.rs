@@ -199,3 +199,52 @@ fn a_record_the_broker_cannot_take_fails_the_writer() {
     let error = result.expect_err("the failure surfaces").to_string();
     assert!(error.contains("Kafka"), "{error}");
 }
+
+/// Polls `members` until `done` holds of what each owns, confirming every
+/// change; returns the changes each saw.
+fn settle(
+    members: &mut [Box<dyn sluice_engine::topic::GroupMembership>],
+    done: impl Fn(&[Vec<i32>]) -> bool,
+) -> Vec<Vec<sluice_engine::topic::GroupChange>> {
+    let mut seen = vec![Vec::new(); members.len()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        for (i, m) in members.iter_mut().enumerate() {
+            if let Some(change) = m.poll().expect("poll the group") {
+                seen[i].push(change);
+                m.confirm().expect("confirm");
+            }
+        }
+        let owned: Vec<Vec<i32>> = members.iter().map(|m| m.owned()).collect();
+        if done(&owned) {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group did not settle: {owned:?}, changes {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn group_members_share_partitions_and_take_over_those_of_a_leaver() {
+    use sluice_engine::topic::GroupChange;
+    let (_broker, topics) = connect();
+    topics.create_topic("shared", 6, 1).expect("created");
+    let mut members = vec![topics.join_group("g1", "shared").expect("joined")];
+    settle(&mut members, |o| o[0].len() == 6);
+    members.push(topics.join_group("g1", "shared").expect("joined"));
+    let seen = settle(&mut members, |o| {
+        o[0].len() == 3 && o[1].len() == 3 && o[0].iter().all(|p| !o[1].contains(p))
+    });
+    // The first member gave everything back before the split.
+    assert!(
+        seen[0]
+            .iter()
+            .any(|c| matches!(c, GroupChange::Revoked(p) if p.len() == 6))
+    );
+    // The second leaves; the first gets all partitions again.
+    members.pop();
+    settle(&mut members, |o| o[0] == vec![0, 1, 2, 3, 4, 5]);
+}

@@ -110,7 +110,7 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> EngineError {
 
 /// A directory name for a query id: ids are SQL identifiers, which may be
 /// quoted and hold anything.
-fn directory_name(query_id: &str) -> String {
+pub(crate) fn directory_name(query_id: &str) -> String {
     query_id
         .chars()
         .map(|c| {
@@ -248,6 +248,11 @@ impl CheckpointStore {
                 tracing::warn!("removing old checkpoint {}: {e}", entry.path().display());
             }
         }
+    }
+
+    /// The number of the newest checkpoint the manifest lists, if any.
+    pub fn latest_number(&self) -> Result<Option<u64>> {
+        Ok(self.read_manifest()?.checkpoints.last().map(|c| c.number))
     }
 
     /// The newest checkpoint that reads back completely, if any.

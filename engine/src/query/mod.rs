@@ -6,6 +6,7 @@
 //! any, see [`JoinStage`]) and the final operators, and writes the results
 //! ([`sink`]).
 
+pub mod distributed;
 pub mod sink;
 pub mod source;
 
@@ -208,6 +209,17 @@ impl PersistentQuery {
         backend: Arc<dyn TopicBackend>,
         log: Arc<ProcessingLog>,
     ) -> Result<Self> {
+        Self::start_on(plan, backend, log, None)
+    }
+
+    /// Opens only `partitions` of every source topic (all when `None`),
+    /// from their beginning: one instance of a query shared by a cluster.
+    pub fn start_on(
+        plan: QueryPlan,
+        backend: Arc<dyn TopicBackend>,
+        log: Arc<ProcessingLog>,
+        partitions: Option<&[i32]>,
+    ) -> Result<Self> {
         if !plan.joins.is_empty() && plan.joins.len() + 1 != plan.inputs.len() {
             return Err(crate::error::EngineError::Plan(format!(
                 "a query with {} joins needs {} inputs, not {}",
@@ -219,7 +231,10 @@ impl PersistentQuery {
         let consumers = plan
             .inputs
             .iter()
-            .map(|i| backend.consumer(&i.source.topic))
+            .map(|i| match partitions {
+                None => backend.consumer(&i.source.topic),
+                Some(only) => backend.partition_consumer(&i.source.topic, only),
+            })
             .collect::<Result<Vec<_>>>()?;
         let writer = match backend.writer(&plan.sink.topic)? {
             Some(writer) => writer,

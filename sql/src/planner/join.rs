@@ -447,6 +447,7 @@ impl PlanContext<'_> {
                 kind: SourceKind::Table,
                 window,
                 computed_key: false,
+                partition_local: false,
             });
         }
         if query.having.is_some() {
@@ -470,6 +471,7 @@ impl PlanContext<'_> {
             kind: joined.kind,
             window: None,
             computed_key: true,
+            partition_local: false,
         })
     }
 

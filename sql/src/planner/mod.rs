@@ -71,6 +71,32 @@ pub struct PlannedQuery {
     /// The key is computed by the query (PARTITION BY, joins), not passed
     /// on from the input records.
     pub computed_key: bool,
+    /// No state of the query mixes records of different input partitions
+    /// (it is stateless, or groups by the key its input is partitioned
+    /// by), so each input partition can run on its own.
+    pub partition_local: bool,
+}
+
+/// Whether `GROUP BY` names exactly the key columns of `source`: then each
+/// group lives in one input partition (records are partitioned by key).
+fn groups_by_source_key(group_by: &[SqlExpr], source: &DataSource) -> bool {
+    let keys: Vec<&str> = source
+        .schema
+        .key_columns()
+        .map(|c| c.name.as_str())
+        .collect();
+    let named: std::collections::BTreeSet<String> = group_by
+        .iter()
+        .filter_map(|g| match g {
+            SqlExpr::Identifier(i) => Some(crate::parser::normalize_ident(i)),
+            SqlExpr::CompoundIdentifier(parts) => parts.last().map(crate::parser::normalize_ident),
+            _ => None,
+        })
+        .collect();
+    !keys.is_empty()
+        && group_by.len() == keys.len()
+        && named.len() == keys.len()
+        && keys.iter().all(|k| named.contains(*k))
 }
 
 /// What planning needs besides the query.
@@ -183,6 +209,7 @@ impl PlanContext<'_> {
                 self.plan_aggregate(query, &scope, &source, converted, table_keys, sink_name)?;
             operators.extend(ops);
             let window = query.window.as_ref().map(window_type).or(source.window);
+            let partition_local = groups_by_source_key(&query.group_by, &source);
             return Ok(PlannedQuery {
                 inputs: vec![PlannedInput {
                     source: source.clone(),
@@ -195,6 +222,7 @@ impl PlanContext<'_> {
                 kind: SourceKind::Table,
                 window,
                 computed_key: false,
+                partition_local,
             });
         }
         if query.having.is_some() {
@@ -223,6 +251,7 @@ impl PlanContext<'_> {
             kind: source.kind,
             window: source.window,
             computed_key: partition.is_some(),
+            partition_local: true,
         })
     }
 

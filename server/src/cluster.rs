@@ -1,0 +1,374 @@
+//! The members of a cluster as this server sees them, and
+//! `GET /clusterStatus`.
+//!
+//! Every member publishes a heartbeat every second to the one-partition
+//! topic `_sluice-<service id>-cluster`: its URL and, per distributed
+//! query, the input partitions it owns and how far behind it is. Every
+//! member reads that topic, so each knows all of them; a member whose last
+//! heartbeat is older than [`ALIVE_FOR`] is reported dead.
+//!
+//! The answer keeps the outline of ksqlDB's `ClusterStatusResponse`
+//! (`clusterStatus` by `host:port`, with `hostAlive`,
+//! `lastStatusUpdateMs`, `activeStandbyPerQuery`, `hostStoreLags`),
+//! simplified: no standbys, and one total lag per query instead of lags
+//! per state store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sluice_engine::runtime::Runtime;
+use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicConsumer};
+
+use crate::AppState;
+use crate::error::ServerError;
+
+/// How often a member publishes its heartbeat.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A member silent for longer is reported dead.
+pub const ALIVE_FOR: Duration = Duration::from_secs(5);
+/// A dead member's partitions are the group's to reassign within the
+/// consumer session timeout (6 s); if it has not by then, members rejoin
+/// to make it.
+const TAKEOVER_AFTER: Duration = Duration::from_secs(6);
+/// Heartbeats read back at start: enough to see every recent member.
+const RECENT_HEARTBEATS: u64 = 1_000;
+
+/// One member's heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Heartbeat {
+    pub url: String,
+    pub sent_ms: i64,
+    pub queries: Vec<QueryShare>,
+}
+
+/// What a member runs of one distributed query.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueryShare {
+    pub query_id: String,
+    pub topic: String,
+    pub partitions: Vec<i32>,
+    pub lag: u64,
+}
+
+/// The members seen, by URL.
+pub struct Members {
+    url: String,
+    topic: String,
+    backend: Arc<dyn TopicBackend>,
+    runtime: Arc<Runtime>,
+    consumer: Mutex<Box<dyn TopicConsumer>>,
+    seen: Mutex<BTreeMap<String, Heartbeat>>,
+    /// The last heartbeats of dead members this one rejoined the groups
+    /// for, by URL: once per death.
+    mourned: Mutex<BTreeMap<String, i64>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The cluster topic of a service id.
+pub fn cluster_topic(service_id: &str) -> String {
+    format!("_sluice-{service_id}-cluster")
+}
+
+impl Members {
+    /// Starts publishing this member's heartbeats (as `url`) and reading
+    /// everyone's, on a thread of its own.
+    pub fn start(
+        runtime: Arc<Runtime>,
+        service_id: &str,
+        url: &str,
+    ) -> Result<Arc<Self>, ServerError> {
+        let backend = runtime.backend().clone();
+        let topic = cluster_topic(service_id);
+        if backend.describe_topic(&topic).is_none() {
+            match backend.create_topic(&topic, 1, 1) {
+                Ok(()) | Err(sluice_engine::EngineError::TopicExists(_)) => {}
+                Err(e) => {
+                    return Err(ServerError::Internal(format!(
+                        "creating the cluster topic {topic}: {e}"
+                    )));
+                }
+            }
+        }
+        let mut consumer = backend
+            .consumer(&topic)
+            .map_err(|e| ServerError::Internal(format!("reading {topic}: {e}")))?;
+        // Old heartbeats are of members long gone: start near the end.
+        let end = consumer.lag();
+        if end > RECENT_HEARTBEATS {
+            let from = i64::try_from(end - RECENT_HEARTBEATS).unwrap_or(0);
+            consumer
+                .seek(0, from)
+                .map_err(|e| ServerError::Internal(format!("reading {topic}: {e}")))?;
+        }
+        let members = Arc::new(Members {
+            url: url.to_string(),
+            topic,
+            backend,
+            runtime,
+            consumer: Mutex::new(consumer),
+            seen: Mutex::new(BTreeMap::new()),
+            mourned: Mutex::new(BTreeMap::new()),
+        });
+        let weak = Arc::downgrade(&members);
+        std::thread::Builder::new()
+            .name("sluice-cluster".into())
+            .spawn(move || {
+                while let Some(members) = weak.upgrade() {
+                    members.beat();
+                    members.take_over_the_dead();
+                    drop(members);
+                    std::thread::sleep(HEARTBEAT_EVERY);
+                }
+            })
+            .map_err(|e| ServerError::Internal(format!("starting the heartbeat: {e}")))?;
+        Ok(members)
+    }
+
+    /// This member as it is now.
+    fn own(&self) -> Heartbeat {
+        Heartbeat {
+            url: self.url.clone(),
+            sent_ms: now_ms(),
+            queries: self
+                .runtime
+                .cluster_shares()
+                .into_iter()
+                .map(|s| QueryShare {
+                    query_id: s.query_id,
+                    topic: s.topic,
+                    partitions: s.partitions,
+                    lag: s.lag,
+                })
+                .collect(),
+        }
+    }
+
+    /// Publishes this member's heartbeat and reads the others'.
+    fn beat(&self) {
+        let own = self.own();
+        match serde_json::to_vec(&own) {
+            Ok(value) => {
+                let record = Record {
+                    key: Some(Bytes::from(own.url.clone())),
+                    value: Some(Bytes::from(value)),
+                    timestamp: own.sent_ms,
+                    headers: Vec::new(),
+                };
+                if let Err(e) = self
+                    .backend
+                    .produce(&self.topic, vec![(Partitioning::Explicit(0), record)])
+                {
+                    tracing::warn!("publishing the cluster heartbeat: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("encoding the cluster heartbeat: {e}"),
+        }
+        self.seen.lock().insert(own.url.clone(), own);
+        let mut consumer = self.consumer.lock();
+        loop {
+            let records = match consumer.poll(1_000) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("reading the cluster topic: {e}");
+                    break;
+                }
+            };
+            if records.is_empty() {
+                break;
+            }
+            let mut seen = self.seen.lock();
+            for r in records {
+                let Some(value) = r.record.value else {
+                    continue;
+                };
+                match serde_json::from_slice::<Heartbeat>(&value) {
+                    Ok(beat) if beat.url != self.url => {
+                        let newer = seen
+                            .get(&beat.url)
+                            .is_none_or(|old| old.sent_ms <= beat.sent_ms);
+                        if newer {
+                            seen.insert(beat.url.clone(), beat);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("skipping a cluster heartbeat: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Rebalances the groups when a member died owning partitions and the
+    /// broker did not hand them to the living within the session timeout:
+    /// Kafka does, Tansu never notices a silent member.
+    fn take_over_the_dead(&self) {
+        let now = now_ms();
+        let limit = (ALIVE_FOR + TAKEOVER_AFTER).as_millis() as i64;
+        let own = self.own();
+        let mut rejoin = false;
+        {
+            let seen = self.seen.lock();
+            let mut mourned = self.mourned.lock();
+            for beat in seen.values() {
+                if beat.url == self.url || now - beat.sent_ms <= limit {
+                    continue;
+                }
+                if mourned.get(&beat.url) == Some(&beat.sent_ms) {
+                    continue;
+                }
+                // Still listed as an owner by the group: what it owned is
+                // owned by nobody alive.
+                let orphaned = beat.queries.iter().any(|q| {
+                    !q.partitions.is_empty()
+                        && own
+                            .queries
+                            .iter()
+                            .find(|o| o.query_id == q.query_id)
+                            .is_some_and(|o| q.partitions.iter().any(|p| !o.partitions.contains(p)))
+                });
+                mourned.insert(beat.url.clone(), beat.sent_ms);
+                if orphaned {
+                    tracing::warn!(member = %beat.url, "a member died owning partitions; rebalancing");
+                    rejoin = true;
+                }
+            }
+        }
+        if rejoin {
+            self.runtime.rejoin_groups();
+        }
+    }
+
+    /// Every member seen, this one with its state now.
+    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+        let mut seen = self.seen.lock().clone();
+        let own = self.own();
+        seen.insert(own.url.clone(), own);
+        seen.into_values().collect()
+    }
+
+    /// The URLs of the members alive now, this one included.
+    pub fn alive(&self) -> Vec<String> {
+        let now = now_ms();
+        self.heartbeats()
+            .into_iter()
+            .filter(|h| now - h.sent_ms <= ALIVE_FOR.as_millis() as i64)
+            .map(|h| h.url)
+            .collect()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// `host:port` of a URL, ksqlDB's key of a host.
+fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// ksqlDB's cluster status of `heartbeats` at `now_ms`.
+pub fn status_json(heartbeats: &[Heartbeat], now_ms: i64) -> Value {
+    let mut hosts = serde_json::Map::new();
+    for beat in heartbeats {
+        let mut per_query = serde_json::Map::new();
+        let mut lags = serde_json::Map::new();
+        for q in &beat.queries {
+            let partitions: Vec<Value> = q
+                .partitions
+                .iter()
+                .map(|p| json!({"topic": q.topic, "partition": p}))
+                .collect();
+            per_query.insert(
+                q.query_id.clone(),
+                json!({
+                    "activeStores": [q.query_id],
+                    "activePartitions": partitions,
+                    "standByStores": [],
+                    "standByPartitions": [],
+                }),
+            );
+            lags.insert(q.query_id.clone(), json!({"totalLag": q.lag}));
+        }
+        hosts.insert(
+            host_port(&beat.url).to_string(),
+            json!({
+                "hostAlive": now_ms - beat.sent_ms <= ALIVE_FOR.as_millis() as i64,
+                "lastStatusUpdateMs": beat.sent_ms,
+                "url": beat.url,
+                "activeStandbyPerQuery": per_query,
+                "hostStoreLags": {"stateStoreLags": lags, "updateTimeMs": beat.sent_ms},
+            }),
+        );
+    }
+    json!({ "clusterStatus": hosts })
+}
+
+/// `GET /clusterStatus`: every member, its partitions and lag. A server
+/// outside a cluster reports itself alone, owning nothing.
+pub async fn cluster_status(State(state): State<AppState>) -> Response {
+    let members = state.cluster.clone();
+    let now = now_ms();
+    let answer = tokio::task::spawn_blocking(move || match members {
+        Some(members) => status_json(&members.heartbeats(), now),
+        None => status_json(&[], now),
+    })
+    .await;
+    match answer {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => ServerError::Internal(e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_keys_hosts_and_marks_silent_ones_dead() {
+        let beats = vec![
+            Heartbeat {
+                url: "http://127.0.0.1:8088".into(),
+                sent_ms: 10_000,
+                queries: vec![QueryShare {
+                    query_id: "CTAS_T_1".into(),
+                    topic: "plays".into(),
+                    partitions: vec![0, 2],
+                    lag: 7,
+                }],
+            },
+            Heartbeat {
+                url: "http://127.0.0.1:8089".into(),
+                sent_ms: 1_000,
+                queries: vec![],
+            },
+        ];
+        let status = status_json(&beats, 11_000);
+        let live = &status["clusterStatus"]["127.0.0.1:8088"];
+        assert_eq!(live["hostAlive"], true);
+        assert_eq!(
+            live["activeStandbyPerQuery"]["CTAS_T_1"]["activePartitions"][1]["partition"],
+            2
+        );
+        assert_eq!(
+            live["hostStoreLags"]["stateStoreLags"]["CTAS_T_1"]["totalLag"],
+            7
+        );
+        assert_eq!(
+            status["clusterStatus"]["127.0.0.1:8089"]["hostAlive"],
+            false
+        );
+    }
+}
