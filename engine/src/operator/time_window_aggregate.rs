@@ -118,6 +118,22 @@ struct WindowRows {
     slots: Vec<usize>,
 }
 
+impl WindowRows {
+    /// Records that `row` goes to `slot` of the window at `start`; a batch
+    /// touches few windows, so a list beats a map.
+    fn add(windows: &mut Vec<(i64, WindowRows)>, start: i64, row: usize, slot: usize) {
+        let at = match windows.iter().position(|(s, _)| *s == start) {
+            Some(at) => at,
+            None => {
+                windows.push((start, WindowRows::default()));
+                windows.len() - 1
+            }
+        };
+        windows[at].1.rows.push(row as u32);
+        windows[at].1.slots.push(slot);
+    }
+}
+
 pub struct TimeWindowAggregate {
     window: WindowType,
     size_ms: i64,
@@ -457,16 +473,7 @@ impl Operator for TimeWindowAggregate {
                     window.pending[slot] = true;
                     self.pending.push((start, slot));
                 }
-                let rows = match touched.iter().position(|(s, _)| *s == start) {
-                    Some(i) => &mut touched[i].1,
-                    None => {
-                        touched.push((start, WindowRows::default()));
-                        let last = touched.len() - 1;
-                        &mut touched[last].1
-                    }
-                };
-                rows.rows.push(row as u32);
-                rows.slots.push(slot);
+                WindowRows::add(&mut touched, start, row, slot);
             }
         }
         for (start, rows) in touched {
@@ -612,16 +619,7 @@ impl Operator for TimeWindowAggregate {
                 window.pending[slot] = true;
                 pending.push((places.value(row), (start, slot)));
             }
-            let rows = match restored.iter().position(|(s, _)| *s == start) {
-                Some(i) => &mut restored[i].1,
-                None => {
-                    restored.push((start, WindowRows::default()));
-                    let last = restored.len() - 1;
-                    &mut restored[last].1
-                }
-            };
-            rows.rows.push(row as u32);
-            rows.slots.push(slot);
+            WindowRows::add(&mut restored, start, row, slot);
         }
         for (start, rows) in restored {
             let Some(window) = self.windows.get_mut(&start) else {
