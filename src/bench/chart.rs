@@ -31,8 +31,9 @@ fn header(height: f64, title: &str) -> String {
     )
 }
 
-/// One bar pair per throughput result: Sluice, and its limit behind it.
-pub fn throughput(results: &[Value], title: &str) -> String {
+/// The throughput results, the chart's height and pixels per event/s:
+/// the layout the SVG and PNG charts share.
+fn throughput_layout(results: &[Value]) -> (Vec<&Value>, f64, f64) {
     let rows: Vec<&Value> = results
         .iter()
         .filter(|r| r["latency_ms"].is_null())
@@ -49,6 +50,12 @@ pub fn throughput(results: &[Value], title: &str) -> String {
         .flatten()
         .fold(1.0, f64::max);
     let scale = (WIDTH - LEFT - RIGHT) / max;
+    (rows, height, scale)
+}
+
+/// One bar pair per throughput result: Sluice, and its limit behind it.
+pub fn throughput(results: &[Value], title: &str) -> String {
+    let (rows, height, scale) = throughput_layout(results);
     let mut svg = header(height, title);
     for (i, r) in rows.iter().enumerate() {
         let y = 50.0 + ROW * i as f64;
@@ -202,22 +209,7 @@ fn bar(
 
 /// [`throughput`] as PNG, with the same layout.
 pub fn throughput_png(results: &[Value], title: &str) -> Result<Vec<u8>> {
-    let rows: Vec<&Value> = results
-        .iter()
-        .filter(|r| r["latency_ms"].is_null())
-        .collect();
-    let height = 60.0 + ROW * rows.len() as f64 + 30.0;
-    let max = rows
-        .iter()
-        .flat_map(|r| {
-            [
-                r["events_per_sec"].as_f64(),
-                r["limit_events_per_sec"].as_f64(),
-            ]
-        })
-        .flatten()
-        .fold(1.0, f64::max);
-    let scale = (WIDTH - LEFT - RIGHT) / max;
+    let (rows, height, scale) = throughput_layout(results);
     png(height, title, |area| {
         for (i, r) in rows.iter().enumerate() {
             let y = 50.0 + ROW * i as f64;
