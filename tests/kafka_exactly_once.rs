@@ -10,10 +10,10 @@
 //! `SLUICE_EO_KILLS` another number of kills; `SLUICE_EO_SEED` replays a
 //! run's kill points.
 
+mod common;
+
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +21,8 @@ use bytes::Bytes;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
 use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicConsumer};
+
+use common::{KillOnDrop, free_port, serve_on_kafka, work_dir_with_queries};
 
 const PARTITIONS: u32 = 6;
 const PLAYERS: u64 = 1_000;
@@ -143,54 +145,22 @@ impl Projection {
     }
 }
 
-/// A running `sluice serve`, SIGKILLed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn start(bootstrap: &str, work: &Path, run: usize) -> Server {
-    let log = File::create(work.join(format!("sluice-{run}.log"))).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "serve",
-            "--port",
-            &free_port().to_string(),
-            "--kafka",
-            bootstrap,
-        ])
-        .args(["--service-id", "eo_"])
-        .arg("--state-dir")
-        .arg(work.join("state"))
-        .args(["--checkpoint-interval", "1000"])
-        .arg("--queries")
-        .arg(work.join("queries"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting sluice");
-    Server(child)
+fn start(bootstrap: &str, work: &Path, run: usize) -> KillOnDrop {
+    let state = work.join("state");
+    let extra = [
+        "--service-id".as_ref(),
+        "eo_".as_ref(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+        "--checkpoint-interval".as_ref(),
+        "1000".as_ref(),
+    ];
+    let log = work.join(format!("sluice-{run}.log"));
+    serve_on_kafka(bootstrap, work, free_port(), &extra, &log)
 }
 
 fn work_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-eo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("queries")).expect("work dir");
-    std::fs::write(dir.join("queries").join("matches.sql"), QUERIES).expect("queries");
-    dir
+    work_dir_with_queries("eo", "matches.sql", QUERIES)
 }
 
 /// The last lines of every server log, for a failure message.

@@ -16,14 +16,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post};
+use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -86,32 +84,26 @@ fn difference(
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let log = File::create(work.join(format!("{name}.log"))).expect("log file");
-    let binary =
-        std::env::var("SLUICE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").into());
-    let child = Command::new(binary)
-        .args(["serve", "--port", &port.to_string(), "--kafka", bootstrap])
-        .args(["--service-id", "scale_"])
-        .arg("--shared-state-dir")
-        .arg(work.join("shared"))
-        .args(["--checkpoint-interval", "500"])
-        .arg("--queries")
-        .arg(work.join("queries"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting sluice");
-    KillOnDrop(child)
+    let shared = work.join("shared");
+    let extra = [
+        "--service-id".as_ref(),
+        "scale_".as_ref(),
+        "--shared-state-dir".as_ref(),
+        shared.as_os_str(),
+        "--checkpoint-interval".as_ref(),
+        "500".as_ref(),
+    ];
+    serve_on_kafka(
+        bootstrap,
+        work,
+        port,
+        &extra,
+        &work.join(format!("{name}.log")),
+    )
 }
 
 fn work_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("queries")).expect("work dir");
-    std::fs::write(dir.join("queries").join("plays.sql"), QUERIES).expect("queries");
-    dir
+    work_dir_with_queries("scale", "plays.sql", QUERIES)
 }
 
 fn logs(work: &Path) -> String {

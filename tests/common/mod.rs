@@ -61,3 +61,42 @@ pub fn post(port: u16, path: &str, body: &str) -> Option<String> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
 }
+
+/// A fresh scratch directory `sluice-{name}-{pid}` under the temp dir,
+/// holding `queries/{file}` with `sql`, for `sluice serve --queries`.
+pub fn work_dir_with_queries(name: &str, file: &str, sql: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("queries")).expect("work dir");
+    std::fs::write(dir.join("queries").join(file), sql).expect("queries");
+    dir
+}
+
+/// Starts `sluice serve` on `port` against the Kafka broker at
+/// `bootstrap`, with the queries of `work/queries`, `extra` flags, and its
+/// log (at `info`) in `log`. `SLUICE_BIN` picks another binary (a release
+/// build, for measurements).
+pub fn serve_on_kafka(
+    bootstrap: &str,
+    work: &std::path::Path,
+    port: u16,
+    extra: &[&std::ffi::OsStr],
+    log: &std::path::Path,
+) -> KillOnDrop {
+    use std::process::{Command, Stdio};
+    let log = std::fs::File::create(log).expect("log file");
+    let binary =
+        std::env::var("SLUICE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").into());
+    let child = Command::new(binary)
+        .args(["serve", "--port", &port.to_string(), "--kafka", bootstrap])
+        .args(extra)
+        .arg("--queries")
+        .arg(work.join("queries"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting sluice");
+    KillOnDrop(child)
+}
