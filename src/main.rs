@@ -91,8 +91,10 @@ enum Command {
         /// Make the server durable here: executed statements are kept in
         /// `DIR/catalog` and replayed at start, and every persistent query
         /// checkpoints its state and source offsets under `DIR/<query id>`
-        /// and resumes from there after a restart or crash.
-        #[arg(long, value_name = "DIR")]
+        /// and resumes from there after a restart or crash. Not in a
+        /// cluster: there the command topic holds the catalog and
+        /// --shared-state-dir the checkpoints.
+        #[arg(long, value_name = "DIR", conflicts_with = "shared_state_dir")]
         state_dir: Option<PathBuf>,
         /// Milliseconds between a query's checkpoints (with --state-dir);
         /// a crash reprocesses at most this much input.
@@ -103,6 +105,10 @@ enum Command {
         /// each processing the input partitions its consumer group gives
         /// it, and checkpoint each partition's state here, a directory
         /// every member reaches, so a partition's next owner resumes it.
+        /// The members share their catalog through the command topic
+        /// `_sluice-<service id>-command_topic`: a statement sent to any
+        /// of them is applied by all, and a member (re)started reads the
+        /// catalog from there.
         #[arg(long, value_name = "DIR", requires = "kafka")]
         shared_state_dir: Option<PathBuf>,
         /// The URL other members and clients reach this server at (with
@@ -320,6 +326,12 @@ fn serve(
         )
         .context("joining the cluster")?;
         state = state.with_cluster(members);
+        // The catalog as the cluster has it, before --queries adds to it.
+        let topic = sluice_sql::command_topic::command_topic_name(service_id);
+        let applied = ctx
+            .open_command_topic(&topic, &cluster.advertised_url)
+            .with_context(|| format!("reading the command topic {topic}"))?;
+        eprintln!("sluice: {applied} command(s) applied from {topic}");
         eprintln!(
             "sluice: cluster member {} (service id {service_id}), shared state in {}",
             cluster.advertised_url,

@@ -200,6 +200,10 @@ struct KsqlRequest {
     ksql: String,
     #[serde(default, rename = "streamsProperties")]
     streams_properties: serde_json::Map<String, Value>,
+    /// In a cluster: the offset of a command (from an earlier answer's
+    /// `commandSequenceNumber`) to apply here before these statements.
+    #[serde(default, rename = "commandSequenceNumber")]
+    command_sequence_number: Option<i64>,
 }
 
 fn ksql_json(status: axum::http::StatusCode, body: Value) -> Response {
@@ -233,6 +237,14 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
                     .as_str(),
             );
         }
+        if let Some(sequence) = request.command_sequence_number
+            && let Err(e) = ctx.await_command(sequence)
+        {
+            return Err(ServerError::Statement {
+                statement: request.ksql.clone(),
+                message: e.to_string(),
+            });
+        }
         let parsed = sluice_sql::parser::parse_statements(&request.ksql);
         match parsed {
             Err(e) => Err(ServerError::Statement {
@@ -242,9 +254,12 @@ async fn ksql(State(state): State<AppState>, body: axum::body::Bytes) -> Respons
             Ok(statements) => {
                 let mut out = Vec::new();
                 for (i, statement) in statements.iter().enumerate() {
-                    match ctx.execute_statement(statement) {
-                        Ok(result) => {
-                            let mut entity = entities::render(&statement.text, &result, i as u64);
+                    // In a cluster a catalog change is numbered by its
+                    // offset in the command topic, as in ksqlDB.
+                    match ctx.execute_statement_sequenced(statement) {
+                        Ok((result, offset)) => {
+                            let sequence = offset.map_or(i as u64, |o| o.max(0) as u64);
+                            let mut entity = entities::render(&statement.text, &result, sequence);
                             metrics::annotate(&mut entity, &ctx);
                             if let Some(id) = status::command_id(&statement.statement) {
                                 commands.record(&id, &result);

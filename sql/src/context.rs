@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -41,6 +41,10 @@ use crate::planner::PlanContext;
 use crate::planner::expr::{ExprPlanner, Scope};
 use crate::statement_log::{LoggedStatement, StatementLog};
 use crate::{not_supported, statement_err};
+
+mod commands;
+pub use commands::APPLY_TIMEOUT;
+use commands::{Commands, Outcome};
 
 /// Property switching on ksqlDB's newer planner rules for key columns.
 pub const NEW_QUERY_PLANNER: &str = "ksql.new.query.planner.enabled";
@@ -136,9 +140,13 @@ pub struct KsqlContext {
     /// Where executed statements are persisted, once a state directory
     /// is open.
     statement_log: Mutex<Option<StatementLog>>,
-    /// Set while the statement log is replayed: statements are not logged
-    /// again and leave topics alone where they would delete them.
+    /// Set while the statement log is replayed, or a command another
+    /// server sent is applied: statements are not logged again and leave
+    /// topics alone where they would delete them.
     replaying: AtomicBool,
+    /// The cluster's command topic, once open: catalog-changing statements
+    /// go through it (see [`commands`]).
+    commands: OnceLock<Arc<Commands>>,
 }
 
 /// The statement log's file inside a state directory.
@@ -156,6 +164,7 @@ impl KsqlContext {
             properties: Mutex::new(BTreeMap::new()),
             statement_log: Mutex::new(None),
             replaying: AtomicBool::new(false),
+            commands: OnceLock::new(),
         }
     }
 
@@ -196,27 +205,54 @@ impl KsqlContext {
             {
                 self.catalog.lock().set_next_query_number(number);
             }
-            let parsed = parse_statements(&logged.sql)?;
-            for statement in &parsed {
-                let result = self.execute_statement(statement).map_err(|e| {
-                    SqlError::Statement(format!(
-                        "replaying statement {} of the catalog ({}): {e}",
-                        n + 1,
-                        statement.text
-                    ))
-                })?;
-                if let (StatementResult::QueryStarted { query_id, .. }, Some(expected)) =
-                    (&result, &logged.query_id)
-                    && query_id != expected
-                {
-                    return statement_err!(
-                        "replaying the catalog: '{}' started query {query_id}, not {expected}",
-                        statement.text
-                    );
-                }
+            let outcome = self.apply_logged(logged).map_err(|e| {
+                SqlError::Statement(format!(
+                    "replaying statement {} of the catalog ({}): {e}",
+                    n + 1,
+                    logged.sql
+                ))
+            })?;
+            if let (
+                Outcome::Applied(StatementResult::QueryStarted { query_id, .. }),
+                Some(expected),
+            ) = (&outcome, &logged.query_id)
+                && query_id != expected
+            {
+                return statement_err!(
+                    "replaying the catalog: '{}' started query {query_id}, not {expected}",
+                    logged.sql
+                );
             }
         }
         Ok(statements.len())
+    }
+
+    /// Applies a statement of a log (the file's or the command topic's)
+    /// without logging it again; an "if absent" one is skipped when the
+    /// catalog holds its effect.
+    fn apply_logged(&self, logged: &LoggedStatement) -> Result<Outcome> {
+        let mut outcome = Outcome::Skipped;
+        for statement in &parse_statements(&logged.sql)? {
+            if logged.if_absent && self.already_applied(statement) {
+                continue;
+            }
+            outcome = Outcome::Applied(self.apply_statement(statement)?);
+        }
+        Ok(outcome)
+    }
+
+    /// Whether the catalog holds the effect of `parsed` already: a source
+    /// it creates exists, or a query identical to the `INSERT INTO` runs.
+    fn already_applied(&self, parsed: &ParsedStatement) -> bool {
+        let catalog = self.catalog.lock();
+        match &parsed.statement {
+            Statement::CreateSource(c) => catalog.source(&c.name).is_some(),
+            Statement::CreateAsSelect(c) => catalog.source(&c.name).is_some(),
+            Statement::InsertInto { .. } => catalog
+                .queries()
+                .any(|q| q.sql.trim() == parsed.text.trim()),
+            _ => false,
+        }
     }
 
     /// Whether a statement changes what a restart must rebuild.
@@ -249,6 +285,7 @@ impl KsqlContext {
         log.append(&LoggedStatement {
             sql: parsed.text.clone(),
             query_id,
+            ..LoggedStatement::default()
         })
         .map_err(|e| {
             SqlError::Statement(format!(
@@ -262,34 +299,36 @@ impl KsqlContext {
     /// exists, an `INSERT INTO ... SELECT` identical to a running query's.
     /// For scripts run at every start (`serve --queries`) on top of a
     /// replayed catalog. Returns the results and how many were skipped.
+    ///
+    /// With a command topic open, each catalog-changing statement is sent
+    /// through it marked "apply only if absent", and the check is made
+    /// where it is applied, in the topic's order: members loading the same
+    /// script at once end up with one copy of each statement's effect.
     pub fn execute_new(&self, sql: &str) -> Result<(Vec<StatementResult>, usize), StatementError> {
         let statements = parse_script(sql)?;
         let mut results = Vec::new();
         let mut skipped = 0;
         for parsed in statements {
-            let applied = {
-                let catalog = self.catalog.lock();
-                match &parsed.statement {
-                    Statement::CreateSource(c) => catalog.source(&c.name).is_some(),
-                    Statement::CreateAsSelect(c) => catalog.source(&c.name).is_some(),
-                    Statement::InsertInto { .. } => catalog
-                        .queries()
-                        .any(|q| q.sql.trim() == parsed.text.trim()),
-                    _ => false,
-                }
+            let at = |error| StatementError {
+                statement: parsed.text.clone(),
+                line: parsed.line,
+                column: parsed.column,
+                error,
             };
-            if applied {
+            if let Some(commands) = self.commands.get()
+                && Self::is_persisted(&parsed.statement)
+            {
+                match self.submit(commands, &parsed, true).map_err(at)? {
+                    (Outcome::Applied(result), _) => results.push(result),
+                    (Outcome::Skipped, _) => skipped += 1,
+                }
+                continue;
+            }
+            if self.already_applied(&parsed) {
                 skipped += 1;
                 continue;
             }
-            let result = self
-                .execute_statement(&parsed)
-                .map_err(|error| StatementError {
-                    statement: parsed.text.clone(),
-                    line: parsed.line,
-                    column: parsed.column,
-                    error,
-                })?;
+            let result = self.execute_statement(&parsed).map_err(at)?;
             results.push(result);
         }
         Ok((results, skipped))
@@ -371,9 +410,34 @@ impl KsqlContext {
     }
 
     pub fn execute_statement(&self, parsed: &ParsedStatement) -> Result<StatementResult> {
+        self.execute_statement_sequenced(parsed)
+            .map(|(result, _)| result)
+    }
+
+    /// Executes a statement like [`Self::execute_statement`]; also returns
+    /// its offset in the command topic when it went through one (ksqlDB's
+    /// `commandSequenceNumber`).
+    pub fn execute_statement_sequenced(
+        &self,
+        parsed: &ParsedStatement,
+    ) -> Result<(StatementResult, Option<i64>)> {
+        if let Some(commands) = self.commands.get()
+            && Self::is_persisted(&parsed.statement)
+        {
+            return match self.submit(commands, parsed, false)? {
+                (Outcome::Applied(result), offset) => Ok((result, offset)),
+                // Only "if absent" commands are skipped.
+                (Outcome::Skipped, offset) => Ok((
+                    StatementResult::Status {
+                        message: "Skipped: already applied".into(),
+                    },
+                    offset,
+                )),
+            };
+        }
         let result = self.apply_statement(parsed)?;
         self.persist(parsed, &result)?;
-        Ok(result)
+        Ok((result, None))
     }
 
     fn apply_statement(&self, parsed: &ParsedStatement) -> Result<StatementResult> {

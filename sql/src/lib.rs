@@ -5,8 +5,11 @@
 //! - [`catalog`]: streams, tables and queries.
 //! - [`functions`]: ksqlDB function names over DataFusion functions.
 //! - [`context`]: [`KsqlContext`], which executes statements.
+//! - [`statement_log`], [`command_topic`]: the statements that built the
+//!   catalog, kept in a file (one server) or a topic (a cluster).
 
 pub mod catalog;
+pub mod command_topic;
 pub mod context;
 pub mod error;
 pub mod functions;

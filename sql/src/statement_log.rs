@@ -1,6 +1,10 @@
-//! [`StatementLog`]: the executed statements of a server, persisted so a
-//! restart comes back with the same streams, tables and queries (ksqlDB
-//! keeps them in its command topic).
+//! [`LoggedStatement`], one catalog-changing statement as a server keeps
+//! it, and [`StatementLog`], the file form of the log of them: the executed
+//! statements of a standalone server, persisted so a restart comes back
+//! with the same streams, tables and queries. (A cluster keeps the same
+//! records in a command topic instead, as ksqlDB does: see
+//! [`crate::command_topic`]; both are replayed by the same code, in
+//! `KsqlContext`.)
 //!
 //! The log is a file of JSON lines, one per statement that changed the
 //! catalog (`CREATE`, `DROP`, `INSERT INTO ... SELECT`, `TERMINATE`,
@@ -19,14 +23,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SqlError};
 
-/// One executed statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One catalog-changing statement.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LoggedStatement {
     pub sql: String,
     /// The persistent query it started, whose id a replay must reproduce
-    /// (the query's checkpoints are filed under it).
+    /// (the query's checkpoints are filed under it). Only the file log
+    /// knows it: in a command topic the statement is logged before it
+    /// runs, and the topic's order alone fixes the ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_id: Option<String>,
+    /// The server that sent it (command topic only): the one that carries
+    /// out its effects outside the catalog, such as deleting a topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Names this command among all others (command topic only), so its
+    /// sender finds the result of applying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    /// Applies only if the catalog does not hold its effect yet (a
+    /// `CREATE` of a source that exists, an `INSERT INTO` identical to a
+    /// running query are skipped): the statements of `serve --queries`,
+    /// which every member of a cluster sends at its start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub if_absent: bool,
 }
 
 /// An open statement log, appending.
@@ -116,11 +136,12 @@ mod tests {
         assert!(existing.is_empty());
         let a = LoggedStatement {
             sql: "CREATE STREAM s (k INT KEY)\nWITH (kafka_topic='s');".into(),
-            query_id: None,
+            ..LoggedStatement::default()
         };
         let b = LoggedStatement {
             sql: "CREATE TABLE t AS SELECT k, COUNT(*) FROM s GROUP BY k;".into(),
             query_id: Some("CTAS_T_0".into()),
+            ..LoggedStatement::default()
         };
         log.append(&a).expect("append");
         log.append(&b).expect("append");
@@ -138,7 +159,7 @@ mod tests {
         assert_eq!(read.len(), 1);
         let c = LoggedStatement {
             sql: "UNSET 'a';".into(),
-            query_id: None,
+            ..LoggedStatement::default()
         };
         log.append(&c).expect("append");
         drop(log);
