@@ -47,6 +47,11 @@ pub struct LoggedStatement {
     /// which every member of a cluster sends at its start.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub if_absent: bool,
+    /// The properties (`SET`, a request's `streamsProperties`) in force
+    /// where it was sent (command topic only): every member applies it
+    /// under them, so all plan it alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An open statement log, appending.

@@ -16,7 +16,7 @@
 //! without such effects (whoever sent those commands carried them out),
 //! then keeps following it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -205,6 +205,7 @@ impl KsqlContext {
             origin: Some(commands.origin.clone()),
             command_id: Some(id.clone()),
             if_absent,
+            properties: Some(self.properties.lock().clone()),
         };
         let offset = match commands.topic.append(&command) {
             Ok(offset) => offset,
@@ -256,6 +257,9 @@ impl KsqlContext {
                 return statement_err!("command {offset} is not a command: {why}");
             }
         };
+        if let Some(properties) = &command.properties {
+            self.adopt_properties(properties);
+        }
         let own = origin.is_some() && command.origin.as_deref() == origin;
         self.replaying.store(!own, Ordering::SeqCst);
         let outcome = self.apply_logged(&command);
@@ -271,6 +275,22 @@ impl KsqlContext {
             Err(e) => tracing::info!(offset, sql = %command.sql, "command failed: {e}"),
         }
         outcome
+    }
+
+    /// Makes `properties` the ones in force, as they were where a command
+    /// was sent. In a cluster the properties are the cluster's: each
+    /// command brings its sender's.
+    fn adopt_properties(&self, properties: &BTreeMap<String, String>) {
+        let current = self.properties.lock().clone();
+        for name in current.keys().filter(|n| !properties.contains_key(*n)) {
+            self.properties.lock().remove(name);
+            self.functions.set_property(name, None);
+        }
+        for (name, value) in properties {
+            if current.get(name) != Some(value) {
+                self.set_property(name, value);
+            }
+        }
     }
 
     /// Rejects what would certainly fail when applied, before it reaches
@@ -338,17 +358,15 @@ impl KsqlContext {
                 name,
                 if_exists: false,
                 ..
-            } => {
-                if catalog.source(name).is_none() {
-                    return statement_err!(
-                        "{} {name} does not exist.",
-                        if *kind == SourceKind::Stream {
-                            "Stream"
-                        } else {
-                            "Table"
-                        }
-                    );
-                }
+            } if catalog.source(name).is_none() => {
+                return statement_err!(
+                    "{} {name} does not exist.",
+                    if *kind == SourceKind::Stream {
+                        "Stream"
+                    } else {
+                        "Table"
+                    }
+                );
             }
             Statement::Terminate { query_id: Some(id) } => {
                 let id = id.to_uppercase();
@@ -511,6 +529,37 @@ mod tests {
     }
 
     #[test]
+    fn a_command_is_applied_under_the_properties_of_its_sender() {
+        let backend: Arc<dyn TopicBackend> = Arc::new(EmbeddedTopics::new());
+        let a = member(&backend, "a");
+        let b = member(&backend, "b");
+        // A client's session property on a, not a SET: b learns it with
+        // the statement that needs it.
+        a.set_property("ksql.persistence.default.format.value", "JSON");
+        let (_, offset) = one(
+            &a,
+            "CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s', partitions=1);",
+        )
+        .expect("create with the default value format");
+        b.await_command(offset.expect("an offset"))
+            .expect("applied");
+        assert!(b.source("S").is_some(), "b could not apply it");
+        // Unset on the sender, unset everywhere with its next command.
+        a.properties
+            .lock()
+            .remove("ksql.persistence.default.format.value");
+        let err = one(
+            &a,
+            "CREATE STREAM t (k INT KEY, v INT) WITH (kafka_topic='t', partitions=1);",
+        )
+        .expect_err("no value format");
+        assert!(err.to_string().contains("VALUE_FORMAT"), "{err}");
+        b.await_command(1).expect("applied");
+        assert!(b.source("T").is_none());
+        assert!(b.properties.lock().is_empty());
+    }
+
+    #[test]
     fn bad_statements_are_refused_before_they_reach_the_topic() {
         let backend: Arc<dyn TopicBackend> = Arc::new(EmbeddedTopics::new());
         let a = member(&backend, "a");
@@ -520,12 +569,12 @@ mod tests {
             "TERMINATE CTAS_NONE_7;",
             "INSERT INTO missing SELECT * FROM other;",
         ] {
-            let err = one(&a, sql).err().expect("refused");
+            let err = one(&a, sql).expect_err("refused");
             assert!(!err.to_string().is_empty(), "{sql}");
         }
         assert_eq!(commands_in_topic(&backend), 0);
         // A syntax error never gets that far: the caller sees its position.
-        let err = a.execute("CREATE STREAM (;").err().expect("syntax");
+        let err = a.execute("CREATE STREAM (;").expect_err("syntax");
         assert!(err.line > 0 && err.column > 0, "{err:?}");
         assert_eq!(commands_in_topic(&backend), 0);
     }
@@ -541,8 +590,7 @@ mod tests {
             &a,
             "CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='nowhere', value_format='JSON');",
         )
-        .err()
-        .expect("fails");
+        .expect_err("fails");
         assert!(err.to_string().contains("does not exist"), "{err}");
         assert_eq!(commands_in_topic(&backend), 1);
         b.await_command(0).expect("b applied it");

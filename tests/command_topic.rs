@@ -1,0 +1,376 @@
+//! The catalog of a cluster travels through its command topic: two `sluice
+//! serve` processes on a Tansu broker, started with an empty queries
+//! folder, learn every stream, table and query from the statements sent to
+//! either of them over REST. A table created through one is run by both
+//! (each owning some of its input partitions), with the same query id, and
+//! exact by a pull query on the other; `TERMINATE` and `DROP` sent to one
+//! take effect on the other; a member killed and started again comes back
+//! with the catalog the topic holds; bad SQL is refused before it reaches
+//! the topic.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka};
+use serde_json::{Value, json};
+use sluice_connectors::kafka::tansu::TansuBroker;
+use sluice_connectors::{KafkaConfig, KafkaTopics};
+use sluice_engine::topic::{Partitioning, Record, TopicBackend};
+
+const SERVICE_ID: &str = "cmd_";
+const COMMAND_TOPIC: &str = "_sluice-cmd_-command_topic";
+const PARTITIONS: u32 = 4;
+const PLAYERS: u64 = 50;
+const EVENTS: u64 = 5_000;
+
+fn event(i: u64) -> (String, i64) {
+    let player = format!("p{}", i.wrapping_mul(7_919) % PLAYERS);
+    let points = ((i.wrapping_mul(2_654_435_761) >> 7) % 100) as i64;
+    (player, points)
+}
+
+fn record(i: u64) -> (Partitioning, Record) {
+    let (player, points) = event(i);
+    (
+        Partitioning::ByKey,
+        Record {
+            key: Some(Bytes::from(player)),
+            value: Some(Bytes::from(format!(r#"{{"POINTS":{points}}}"#))),
+            timestamp: 1_700_000_000_000 + i as i64,
+            headers: vec![],
+        },
+    )
+}
+
+/// (games, points) per player after events `0..n`.
+fn expected(n: u64) -> BTreeMap<String, (i64, i64)> {
+    let mut totals = BTreeMap::new();
+    for i in 0..n {
+        let (player, points) = event(i);
+        let t: &mut (i64, i64) = totals.entry(player).or_default();
+        t.0 += 1;
+        t.1 += points;
+    }
+    totals
+}
+
+/// A scratch directory with an empty queries folder: the servers start
+/// knowing nothing but what the command topic holds.
+fn work_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-command-topic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("queries")).expect("work dir");
+    dir
+}
+
+fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
+    let shared = work.join("shared");
+    let extra = [
+        "--service-id".as_ref(),
+        SERVICE_ID.as_ref(),
+        "--shared-state-dir".as_ref(),
+        shared.as_os_str(),
+        "--checkpoint-interval".as_ref(),
+        "500".as_ref(),
+    ];
+    // A restarted member appends to its log, so the first run's stays.
+    let log = work.join(format!("{name}.log"));
+    let earlier = std::fs::read_to_string(&log).unwrap_or_default();
+    let child = serve_on_kafka(bootstrap, work, port, &extra, &log);
+    if !earlier.is_empty() {
+        let _ = std::fs::write(work.join(format!("{name}.earlier.log")), earlier);
+    }
+    child
+}
+
+fn logs(work: &Path) -> String {
+    let mut out = String::new();
+    for name in ["a", "b"] {
+        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(25)..];
+        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
+    }
+    out
+}
+
+fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            logs(work)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The entities `POST /ksql` answers with for `sql`.
+fn ksql(port: u16, sql: &str) -> Value {
+    let body = post(port, "/ksql", &json!({ "ksql": sql }).to_string())
+        .unwrap_or_else(|| panic!("no answer from {port} to {sql}"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The names a `SHOW STREAMS` or `SHOW TABLES` lists.
+fn names(port: u16, what: &str) -> Vec<String> {
+    let answer = ksql(port, &format!("SHOW {what};"));
+    let key = what.to_lowercase();
+    let mut names: Vec<String> = answer[0][&key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .filter(|n| n != "KSQL_PROCESSING_LOG")
+        .collect();
+    names.sort();
+    names
+}
+
+/// (id, state) of the queries `SHOW QUERIES` lists.
+fn queries(port: u16) -> Vec<(String, String)> {
+    let answer = ksql(port, "SHOW QUERIES;");
+    let mut queries: Vec<(String, String)> = answer[0]["queries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| Some((q["id"].as_str()?.into(), q["state"].as_str()?.into())))
+        .collect();
+    queries.sort();
+    queries
+}
+
+/// The table through a pull query on `port`, or why not.
+fn pull(port: u16, table: &str) -> Result<BTreeMap<String, (i64, i64)>, String> {
+    let body = post(
+        port,
+        "/query",
+        &json!({ "ksql": format!("SELECT * FROM {table};") }).to_string(),
+    )
+    .ok_or("no answer")?;
+    let rows: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    let rows = rows
+        .as_array()
+        .ok_or_else(|| format!("not an array: {body}"))?;
+    let mut out = BTreeMap::new();
+    for row in rows.iter().filter_map(|r| r.get("row")) {
+        let c = &row["columns"];
+        let player = c[0].as_str().ok_or("PLAYER")?.to_string();
+        out.insert(
+            player,
+            (c[1].as_i64().ok_or("col 1")?, c[2].as_i64().ok_or("col 2")?),
+        );
+    }
+    Ok(out)
+}
+
+/// Input partitions of `query` each live member owns, by `host:port`.
+fn ownership(port: u16, query: &str) -> BTreeMap<String, Vec<i64>> {
+    let Some(answer) = get(port, "/clusterStatus") else {
+        return BTreeMap::new();
+    };
+    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
+        return BTreeMap::new();
+    };
+    let Ok(status) = serde_json::from_str::<Value>(body) else {
+        return BTreeMap::new();
+    };
+    let mut owned = BTreeMap::new();
+    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
+        if member["hostAlive"] != true {
+            continue;
+        }
+        let partitions: Vec<i64> = member["activeStandbyPerQuery"][query]["activePartitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["partition"].as_i64())
+            .collect();
+        owned.insert(host.clone(), partitions);
+    }
+    owned
+}
+
+/// Commands in the command topic.
+fn commands(topics: &KafkaTopics) -> u64 {
+    topics.consumer(COMMAND_TOPIC).expect("command topic").lag()
+}
+
+/// Waits until the pull of `table` on `port` equals `want`.
+fn pulls_exactly(port: u16, table: &str, want: &BTreeMap<String, (i64, i64)>, work: &Path) {
+    let mut last = Ok(BTreeMap::new());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        last = pull(port, table);
+        if last.as_ref().is_ok_and(|t| t == want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "pull of {table} on {port}: {:?} rows, want {} rows\n{}",
+        last.map(|t| t.into_iter().take(5).collect::<Vec<_>>()),
+        want.len(),
+        logs(work)
+    );
+}
+
+#[test]
+fn the_catalog_is_shared_through_the_command_topic() {
+    let broker = TansuBroker::start().expect("a Tansu broker");
+    let bootstrap = broker.bootstrap_servers();
+    let topics =
+        Arc::new(KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected"));
+    let work = work_dir();
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = start(&bootstrap, &work, "a", port_a);
+    let mut b = start(&bootstrap, &work, "b", port_b);
+    for port in [port_a, port_b] {
+        wait_for("the servers", &work, Duration::from_secs(60), || {
+            healthy(port)
+        });
+    }
+    assert_eq!(commands(&topics), 0, "the servers started with no queries");
+
+    // Sent to a: the stream (and its topic) and a table over it.
+    let created = ksql(
+        port_a,
+        &format!(
+            "CREATE STREAM plays (player STRING KEY, points INT) \
+             WITH (kafka_topic='plays', value_format='JSON', partitions={PARTITIONS});"
+        ),
+    );
+    assert_eq!(
+        created[0]["commandStatus"]["status"], "SUCCESS",
+        "{created}"
+    );
+    assert_eq!(created[0]["commandSequenceNumber"], 0, "{created}");
+    let started = ksql(
+        port_a,
+        "CREATE TABLE totals AS SELECT player, COUNT(*) AS games, SUM(points) AS points \
+         FROM plays GROUP BY player;",
+    );
+    assert_eq!(started[0]["commandSequenceNumber"], 1, "{started}");
+    let query_id = started[0]["commandStatus"]["queryId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no query id: {started}"))
+        .to_string();
+    assert_eq!(commands(&topics), 2);
+
+    // b learns them within seconds, with the same query id.
+    wait_for(
+        "b to learn the catalog",
+        &work,
+        Duration::from_secs(10),
+        || {
+            names(port_b, "STREAMS") == ["PLAYS"]
+                && names(port_b, "TABLES") == ["TOTALS"]
+                && queries(port_b) == [(query_id.clone(), "RUNNING".to_string())]
+        },
+    );
+    assert_eq!(queries(port_a), queries(port_b));
+
+    // Both run the query, each on some of its partitions, and the table
+    // is whole and exact on b.
+    let (host_a, host_b) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
+    wait_for(
+        "both servers to own partitions of the query",
+        &work,
+        Duration::from_secs(60),
+        || {
+            let owned = ownership(port_a, &query_id);
+            let (a, b) = (owned.get(&host_a), owned.get(&host_b));
+            a.is_some_and(|p| !p.is_empty())
+                && b.is_some_and(|p| !p.is_empty())
+                && a.map_or(0, Vec::len) + b.map_or(0, Vec::len) == PARTITIONS as usize
+        },
+    );
+    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1_000) {
+        topics
+            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
+            .expect("produce");
+    }
+    pulls_exactly(port_b, "TOTALS", &expected(EVENTS), &work);
+
+    // Bad SQL sent to a is an error, and nothing reaches the topic.
+    let before = commands(&topics);
+    for bad in [
+        "CREATE TABLE broken AS SELECT nope, COUNT(*) FROM missing GROUP BY nope;",
+        "CREATE TABLE (;",
+        "DROP STREAM missing;",
+    ] {
+        let answer = ksql(port_a, bad);
+        assert_eq!(answer["@type"], "statement_error", "{bad}: {answer}");
+    }
+    assert_eq!(commands(&topics), before);
+
+    // TERMINATE sent to b stops the query on a; DROP sent to b drops the
+    // table on a.
+    let terminated = ksql(port_b, &format!("TERMINATE {query_id};"));
+    assert_eq!(
+        terminated[0]["commandStatus"]["status"], "SUCCESS",
+        "{terminated}"
+    );
+    wait_for(
+        "a to stop the query",
+        &work,
+        Duration::from_secs(10),
+        || queries(port_a).is_empty(),
+    );
+    let dropped = ksql(port_b, "DROP TABLE totals;");
+    assert_eq!(
+        dropped[0]["commandStatus"]["status"], "SUCCESS",
+        "{dropped}"
+    );
+    wait_for(
+        "a to drop the table",
+        &work,
+        Duration::from_secs(10),
+        || names(port_a, "TABLES").is_empty(),
+    );
+
+    // Another table, then b is killed and started again: it comes back
+    // with the catalog from the topic, query ids and all.
+    let started = ksql(
+        port_a,
+        "CREATE TABLE best AS SELECT player, COUNT(*) AS games, MAX(points) AS top \
+         FROM plays GROUP BY player;",
+    );
+    let best_id = started[0]["commandStatus"]["queryId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no query id: {started}"))
+        .to_string();
+    assert_ne!(best_id, query_id);
+    wait_for("b to run it", &work, Duration::from_secs(10), || {
+        queries(port_b) == [(best_id.clone(), "RUNNING".to_string())]
+    });
+    b.0.kill().expect("SIGKILL server b");
+    let _ = b.0.wait();
+    let _b = start(&bootstrap, &work, "b", port_b);
+    wait_for("b to restart", &work, Duration::from_secs(60), || {
+        healthy(port_b)
+    });
+    assert_eq!(names(port_b, "STREAMS"), ["PLAYS"]);
+    assert_eq!(names(port_b, "TABLES"), ["BEST"]);
+    assert_eq!(
+        queries(port_b),
+        [(best_id.clone(), "RUNNING".to_string())],
+        "{}",
+        logs(&work)
+    );
+    let mut best = BTreeMap::new();
+    for i in 0..EVENTS {
+        let (player, points) = event(i);
+        let entry: &mut (i64, i64) = best.entry(player).or_insert((0, i64::MIN));
+        entry.0 += 1;
+        entry.1 = entry.1.max(points);
+    }
+    pulls_exactly(port_b, "BEST", &best, &work);
+    let _ = std::fs::remove_dir_all(&work);
+}
