@@ -7,6 +7,9 @@
 //! take effect on the other; a member killed and started again comes back
 //! with the catalog the topic holds; bad SQL is refused before it reaches
 //! the topic.
+//!
+//! An ignored test measures what the topic adds to a statement's latency:
+//! `cargo test --workspace --test command_topic -- --ignored --nocapture`.
 
 mod common;
 
@@ -372,5 +375,63 @@ fn the_catalog_is_shared_through_the_command_topic() {
         entry.1 = entry.1.max(points);
     }
     pulls_exactly(port_b, "BEST", &best, &work);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Milliseconds each of `n` `CREATE STREAM` statements takes over REST on
+/// `port`, sorted.
+fn ddl_latencies(port: u16, n: usize, prefix: &str) -> Vec<f64> {
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let began = Instant::now();
+        let answer = ksql(
+            port,
+            &format!(
+                "CREATE STREAM {prefix}{i} (k STRING KEY, v INT) \
+                 WITH (kafka_topic='{prefix}{i}', value_format='JSON', partitions=1);"
+            ),
+        );
+        took.push(began.elapsed().as_secs_f64() * 1_000.0);
+        assert_eq!(answer[0]["commandStatus"]["status"], "SUCCESS", "{answer}");
+    }
+    took.sort_by(f64::total_cmp);
+    took
+}
+
+#[test]
+#[ignore = "a measurement, not a check: run with --ignored --nocapture"]
+fn latency_of_a_statement_through_the_command_topic() {
+    const N: usize = 100;
+    let broker = TansuBroker::start().expect("a Tansu broker");
+    let bootstrap = broker.bootstrap_servers();
+    let work = work_dir();
+    let standalone_port = free_port();
+    let standalone = serve_on_kafka(
+        &bootstrap,
+        &work,
+        standalone_port,
+        &["--service-id".as_ref(), "alone_".as_ref()],
+        &work.join("alone.log"),
+    );
+    let member_port = free_port();
+    let _member = start(&bootstrap, &work, "a", member_port);
+    for port in [standalone_port, member_port] {
+        wait_for("the servers", &work, Duration::from_secs(60), || {
+            healthy(port)
+        });
+    }
+    for (what, port, prefix) in [
+        ("standalone", standalone_port, "alone"),
+        ("cluster member", member_port, "member"),
+    ] {
+        let took = ddl_latencies(port, N, prefix);
+        eprintln!(
+            "{what}: CREATE STREAM over REST, {N} statements: median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+            took[N / 2],
+            took[N * 9 / 10],
+            took[N - 1]
+        );
+    }
+    drop(standalone);
     let _ = std::fs::remove_dir_all(&work);
 }

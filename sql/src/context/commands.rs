@@ -50,6 +50,9 @@ pub(crate) enum Outcome {
 pub(super) struct Commands {
     topic: CommandTopic,
     reader: Mutex<CommandReader>,
+    /// A reader never read from, asked where the topic ends: the runner
+    /// holds `reader` while it polls.
+    probe: Mutex<CommandReader>,
     /// This member, as commands name their sender.
     origin: String,
     /// Unique to this run of the member, so command ids never repeat.
@@ -57,6 +60,9 @@ pub(super) struct Commands {
     sent: AtomicU64,
     progress: Mutex<Progress>,
     applied: Condvar,
+    /// Wakes the idle runner when this member appended a command, so its
+    /// sender does not wait out the runner's nap.
+    appended: Condvar,
 }
 
 struct Progress {
@@ -131,12 +137,14 @@ impl KsqlContext {
                 replayed += 1;
             }
         }
+        let probe = topic.reader()?;
         let run = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let commands = Arc::new(Commands {
             topic,
             reader: Mutex::new(reader),
+            probe: Mutex::new(probe),
             origin: origin.to_string(),
             run: format!("{run:x}-{}", std::process::id()),
             sent: AtomicU64::new(0),
@@ -145,6 +153,7 @@ impl KsqlContext {
                 waiting: HashMap::new(),
             }),
             applied: Condvar::new(),
+            appended: Condvar::new(),
         });
         if self.commands.set(commands.clone()).is_err() {
             return statement_err!("a command topic is open already");
@@ -186,7 +195,7 @@ impl KsqlContext {
     ) -> Result<(Outcome, Option<i64>)> {
         // Checked against a catalog holding everything sent before, on
         // any member.
-        let end = commands.reader.lock().end();
+        let end = commands.probe.lock().end();
         commands.wait_for(end)?;
         if if_absent && self.already_applied(parsed) {
             return Ok((Outcome::Skipped, None));
@@ -216,6 +225,7 @@ impl KsqlContext {
         };
         let deadline = Instant::now() + APPLY_TIMEOUT;
         let mut progress = commands.progress.lock();
+        commands.appended.notify_all();
         loop {
             if let Some(Some(_)) = progress.waiting.get(&id) {
                 let outcome = progress.waiting.remove(&id).flatten();
@@ -388,7 +398,8 @@ fn run_commands(context: Weak<KsqlContext>, commands: Arc<Commands>) {
         let Some(ctx) = context.upgrade() else {
             return;
         };
-        let batch: Vec<ReadCommand> = match commands.reader.lock().poll(BATCH) {
+        let polled = commands.reader.lock().poll(BATCH);
+        let batch: Vec<ReadCommand> = match polled {
             Ok(batch) => {
                 if failing {
                     tracing::info!("reading the command topic again");
@@ -408,7 +419,12 @@ fn run_commands(context: Weak<KsqlContext>, commands: Arc<Commands>) {
         };
         if batch.is_empty() {
             drop(ctx);
-            std::thread::sleep(IDLE_NAP);
+            // While a sender here waits, poll again at once (a poll waits
+            // a little for a fetch itself); else nap until one appends.
+            let mut progress = commands.progress.lock();
+            if progress.waiting.is_empty() {
+                commands.appended.wait_for(&mut progress, IDLE_NAP);
+            }
             continue;
         }
         for (offset, command) in batch {
