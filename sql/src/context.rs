@@ -3,7 +3,9 @@
 //! It owns the [`Catalog`], plans queries, creates topics through the
 //! engine's [`TopicBackend`] and hands persistent queries to the engine's
 //! [`Runtime`]. Statements are all-or-nothing: a rejected statement leaves
-//! the catalog, topics and queries as they were.
+//! the catalog, topics and queries as they were. The catalog-changing ones
+//! are kept in a log: a file under a state directory, or, for a member of
+//! a cluster, the command topic all members apply in order ([`commands`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -272,7 +272,11 @@ impl KsqlContext {
         }
         let own = origin.is_some() && command.origin.as_deref() == origin;
         self.replaying.store(!own, Ordering::SeqCst);
-        let outcome = self.apply_logged(&command);
+        // A bug that panics on one command must not stop the runner: every
+        // later statement would wait for it in vain.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply_logged(&command)))
+                .unwrap_or_else(|_| statement_err!("applying command {offset} panicked (a bug)"));
         self.replaying.store(false, Ordering::SeqCst);
         match &outcome {
             Ok(Outcome::Applied(_)) => {
