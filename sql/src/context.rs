@@ -5,7 +5,8 @@
 //! [`Runtime`]. Statements are all-or-nothing: a rejected statement leaves
 //! the catalog, topics and queries as they were. The catalog-changing ones
 //! are kept in a log: a file under a state directory, or, for a member of
-//! a cluster, the command topic all members apply in order ([`crate::command_topic`], `context/commands.rs`).
+//! a cluster, the command topic all members apply in order
+//! ([`crate::command_topic`]; the runner is in `context/commands.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
