@@ -266,6 +266,16 @@ fn the_catalog_is_shared_through_the_command_topic() {
         .to_string();
     assert_eq!(commands(&topics), 2);
 
+    // A request naming the command's offset sees its effect on b at once.
+    let after = post(
+        port_b,
+        "/ksql",
+        &json!({ "ksql": "SHOW TABLES;", "commandSequenceNumber": 1 }).to_string(),
+    )
+    .expect("an answer");
+    let after: Value = serde_json::from_str(&after).expect("json");
+    assert_eq!(after[0]["tables"][0]["name"], "TOTALS", "{after}");
+
     // b learns them within seconds, with the same query id.
     wait_for(
         "b to learn the catalog",
