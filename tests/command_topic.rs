@@ -6,7 +6,8 @@
 //! exact by a pull query on the other; `TERMINATE` and `DROP` sent to one
 //! take effect on the other; a member killed and started again comes back
 //! with the catalog the topic holds; bad SQL is refused before it reaches
-//! the topic.
+//! the topic. Members started together with the same queries folder load
+//! it once, with the same query ids.
 //!
 //! An ignored test measures what the topic adds to a statement's latency:
 //! `cargo test --workspace --test command_topic -- --ignored --nocapture`.
@@ -64,8 +65,11 @@ fn expected(n: u64) -> BTreeMap<String, (i64, i64)> {
 
 /// A scratch directory with an empty queries folder: the servers start
 /// knowing nothing but what the command topic holds.
-fn work_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-command-topic-{}", std::process::id()));
+fn work_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-command-topic-{test}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("queries")).expect("work dir");
     dir
@@ -230,7 +234,7 @@ fn the_catalog_is_shared_through_the_command_topic() {
     let bootstrap = broker.bootstrap_servers();
     let topics =
         Arc::new(KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected"));
-    let work = work_dir();
+    let work = work_dir("shared");
     let (port_a, port_b) = (free_port(), free_port());
     let _a = start(&bootstrap, &work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
@@ -388,6 +392,56 @@ fn the_catalog_is_shared_through_the_command_topic() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
+#[test]
+fn members_started_together_with_one_queries_folder_load_it_once() {
+    let broker = TansuBroker::start().expect("a Tansu broker");
+    let bootstrap = broker.bootstrap_servers();
+    let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
+    let work = work_dir("folder");
+    std::fs::write(
+        work.join("queries").join("plays.sql"),
+        format!(
+            "CREATE STREAM plays (player STRING KEY, points INT) \
+               WITH (kafka_topic='plays', value_format='JSON', partitions={PARTITIONS});
+             CREATE STREAM big_plays (player STRING KEY, points INT) \
+               WITH (kafka_topic='big_plays', value_format='JSON', partitions={PARTITIONS});
+             INSERT INTO big_plays SELECT * FROM plays WHERE points > 50;
+             CREATE TABLE totals AS SELECT player, COUNT(*) AS games FROM plays GROUP BY player;"
+        ),
+    )
+    .expect("queries");
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = start(&bootstrap, &work, "a", port_a);
+    let mut b = start(&bootstrap, &work, "b", port_b);
+    for port in [port_a, port_b] {
+        wait_for("the servers", &work, Duration::from_secs(60), || {
+            healthy(port)
+        });
+    }
+    let running = |id: &str| (id.to_string(), "RUNNING".to_string());
+    let want = vec![running("CTAS_TOTALS_1"), running("INSERTQUERY_0")];
+    for port in [port_a, port_b] {
+        wait_for("both queries", &work, Duration::from_secs(10), || {
+            queries(port) == want
+        });
+        assert_eq!(names(port, "STREAMS"), ["BIG_PLAYS", "PLAYS"]);
+        assert_eq!(names(port, "TABLES"), ["TOTALS"]);
+    }
+    // Each member sent each statement at most once; one copy applied.
+    let sent = commands(&topics);
+    assert!((4..=8).contains(&sent), "{sent} commands");
+    // A restart with the same folder sends nothing: all of it is there.
+    b.0.kill().expect("SIGKILL server b");
+    let _ = b.0.wait();
+    let _b = start(&bootstrap, &work, "b", port_b);
+    wait_for("b to restart", &work, Duration::from_secs(60), || {
+        healthy(port_b)
+    });
+    assert_eq!(queries(port_b), want);
+    assert_eq!(commands(&topics), sent);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 /// Milliseconds each of `n` `CREATE STREAM` statements takes over REST on
 /// `port`, sorted.
 fn ddl_latencies(port: u16, n: usize, prefix: &str) -> Vec<f64> {
@@ -414,7 +468,7 @@ fn latency_of_a_statement_through_the_command_topic() {
     const N: usize = 100;
     let broker = TansuBroker::start().expect("a Tansu broker");
     let bootstrap = broker.bootstrap_servers();
-    let work = work_dir();
+    let work = work_dir("latency");
     let standalone_port = free_port();
     let standalone = serve_on_kafka(
         &bootstrap,
