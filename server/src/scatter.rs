@@ -260,7 +260,15 @@ impl Scatter {
                         let agent = self.agent.clone();
                         let authorization = self.authorization.clone();
                         fetches.push(tokio::task::spawn_blocking(move || {
-                            fetch_remote(&agent, &url, authorization.as_deref(), &request)
+                            let partitions = format!("partitions {:?}", request.partitions);
+                            fetch_remote(&agent, &url, authorization.as_deref(), &request).map_err(
+                                |e| match e {
+                                    Attempt::Retry(m) => {
+                                        Attempt::Retry(format!("{partitions}: {m}"))
+                                    }
+                                    Attempt::Fail(m) => Attempt::Fail(format!("{partitions}: {m}")),
+                                },
+                            )
                         }));
                     }
                 }
@@ -316,9 +324,15 @@ fn fetch_remote(
     if let Some(a) = authorization {
         call = call.header("Authorization", a);
     }
-    let mut response = call
-        .send(body)
-        .map_err(|e| Attempt::Fail(format!("{url} did not answer: {e}")))?;
+    let mut response = call.send(body).map_err(|e| match e {
+        ureq::Error::Timeout(_) => Attempt::Fail(format!(
+            "{url} did not answer within {} s",
+            REMOTE_TIMEOUT.as_secs()
+        )),
+        // Refused: the member died a moment ago and still looks alive;
+        // its partitions move to another within the wait.
+        other => Attempt::Retry(format!("{url} cannot be reached: {other}")),
+    })?;
     let status = response.status();
     let bytes = response
         .body_mut()
