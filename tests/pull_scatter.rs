@@ -215,6 +215,18 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
         assert_eq!(filtered.len(), want, "filter on {port}");
     }
 
+    // The web UI's view of the table is whole too, though the listing
+    // counts only a's share.
+    let projection = get(port_a, "/projections/USERS?limit=5").expect("projection");
+    let (_, body) = projection.split_once("\r\n\r\n").expect("body");
+    let projection: Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(projection["totalRows"], Value::from(FIRST), "{projection}");
+    assert_eq!(projection["rows"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        projection["split"]["owned"].as_array().map(Vec::len),
+        Some(3)
+    );
+
     // A key lookup on a for a key only b materializes.
     let other = (0..FIRST)
         .find(|i| {

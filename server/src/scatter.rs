@@ -160,6 +160,21 @@ impl Scatter {
         })
     }
 
+    /// Every row of `snapshot`'s source, from the owners of its
+    /// partitions (what a scan without columns, filters or limit gets).
+    pub async fn all_rows(&self, snapshot: &Snapshot) -> Result<Vec<RecordBatch>, ScatterError> {
+        let partitions = snapshot.split.as_ref().map_or(1, |s| s.partitions);
+        let needed: Vec<i32> = (0..partitions as i32).collect();
+        let request = ScanRequest {
+            source: snapshot.source.name.clone(),
+            partitions: Vec::new(),
+            columns: None,
+            filters: Vec::new(),
+            limit: None,
+        };
+        self.gather(&snapshot.source, &needed, request).await
+    }
+
     /// Who holds each of `needed` ready now: this member first, then the
     /// live members by their last heartbeat. `Err` names a partition
     /// nobody holds ready.
