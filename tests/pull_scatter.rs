@@ -311,6 +311,18 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
     )
     .expect("lookup");
     assert_eq!(rows.len(), 1, "lookup after the takeover");
+    // a read b's partitions from the topic before it used them.
+    let a_log = std::fs::read_to_string(work.join("a.log")).unwrap_or_default();
+    let steps: Vec<&str> = a_log
+        .lines()
+        .filter(|l| l.contains("sluice_server::materialized") && l.contains("USERS"))
+        .collect();
+    eprintln!("a's materialization of USERS:\n{}", steps.join("\n"));
+    assert!(
+        steps.last().is_some_and(|l| l.contains("restored")),
+        "{}",
+        logs(&work)
+    );
     drop(a);
     let _ = std::fs::remove_dir_all(&work);
 }

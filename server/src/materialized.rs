@@ -18,10 +18,9 @@
 //! per source because a [`GroupMembership`] follows one topic), so Kafka
 //! splits the partitions among the members and hands a dead member's to
 //! the living. A partition gained is read from its beginning and reported
-//! restoring until the view has caught up with it; a partition lost makes
-//! the view start over with what it still owns (rows of a partition cannot
-//! be told apart in the index cheaply, and losing partitions is rare: a
-//! member joined). Each [`Snapshot`] says which partitions it holds and
+//! restoring until the view has caught up with it; the rows of a partition
+//! lost are dropped (by their `ROWPARTITION`) and the others stay, read on
+//! from where they were. Each [`Snapshot`] says which partitions it holds and
 //! which of them are ready ([`Split`]); [`crate::scatter`] answers pull
 //! queries for the whole table from the members' shares.
 
@@ -30,7 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::Int32Type;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::HashMap;
 use parking_lot::{Mutex, RwLock};
@@ -321,7 +322,8 @@ impl View {
     }
 
     /// Holds exactly `partitions`: new ones are read from their start
-    /// (restoring); if any held one is gone, the view starts over.
+    /// (restoring), the rows of those given up are dropped, the others go
+    /// on from where they were.
     fn take(&mut self, ctx: &KsqlContext, partitions: &[i32]) -> Result<(), ServerError> {
         let Some(group) = &mut self.group else {
             return Ok(());
@@ -329,28 +331,27 @@ impl View {
         group.revoked = false;
         let mut wanted = partitions.to_vec();
         wanted.sort_unstable();
+        wanted.dedup();
         if wanted == group.held {
             return Ok(());
         }
-        let keep = group.held.iter().all(|p| wanted.contains(p));
-        let positions: Vec<(i32, i64)> = match (&self.consumer, keep) {
-            (Some(c), true) => c.positions(),
-            _ => Vec::new(),
-        };
-        if !keep {
-            self.rows =
-                Self::empty_rows(&self.source, &self.spec, &self.schema, self.stream_limit)?;
-            group.restoring.clear();
-        }
-        let added: Vec<i32> = wanted
-            .iter()
-            .copied()
-            .filter(|p| !keep || !group.held.contains(p))
-            .collect();
-        group.held = wanted.clone();
-        group.restoring.extend(added);
+        let held = std::mem::replace(&mut group.held, wanted.clone());
+        group.restoring.retain(|p| wanted.contains(p));
+        group
+            .restoring
+            .extend(wanted.iter().filter(|p| !held.contains(p)));
         group.restoring.sort_unstable();
-        group.restoring.dedup();
+        let positions: Vec<(i32, i64)> = self
+            .consumer
+            .as_ref()
+            .map(|c| c.positions())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(p, _)| held.contains(p) && wanted.contains(p))
+            .collect();
+        if held.iter().any(|p| !wanted.contains(p)) {
+            self.retain_partitions(&wanted)?;
+        }
         self.consumer = None;
         self.tail_unsure = false;
         if wanted.is_empty() {
@@ -361,12 +362,44 @@ impl View {
             .partition_consumer(&self.source.topic, &wanted)
             .map_err(internal)?;
         for (p, offset) in positions {
-            if wanted.contains(&p) {
-                consumer.seek(p, offset).map_err(internal)?;
-            }
+            consumer.seek(p, offset).map_err(internal)?;
         }
         tracing::info!(source = %self.source.name, partitions = ?wanted, "materializing these partitions");
         self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    /// Drops the rows of every partition but `keep`.
+    fn retain_partitions(&mut self, keep: &[i32]) -> Result<(), ServerError> {
+        let batches: Vec<RecordBatch> = match &mut self.rows {
+            Rows::Table(t) => {
+                t.flush()?;
+                vec![t.snapshot().all()?]
+            }
+            Rows::Stream(s) => s.batches.iter().cloned().collect(),
+        };
+        let column = self.schema.index_of("ROWPARTITION").map_err(internal)?;
+        let mut rows = Self::empty_rows(&self.source, &self.spec, &self.schema, self.stream_limit)?;
+        for batch in batches {
+            let partitions = batch
+                .column(column)
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(|| internal("ROWPARTITION is not an INT column"))?;
+            let mask: BooleanArray = partitions
+                .iter()
+                .map(|p| Some(p.is_some_and(|p| keep.contains(&p))))
+                .collect();
+            let kept = filter_record_batch(&batch, &mask).map_err(internal)?;
+            if kept.num_rows() == 0 {
+                continue;
+            }
+            let change = ChangeBatch::new(kept);
+            match &mut rows {
+                Rows::Table(t) => t.apply(change),
+                Rows::Stream(s) => s.apply(&change),
+            }
+        }
+        self.rows = rows;
         Ok(())
     }
 
@@ -731,6 +764,45 @@ mod tests {
 
     fn bytes_of(v: Vec<u8>) -> bytes::Bytes {
         bytes::Bytes::from(v)
+    }
+
+    #[test]
+    fn giving_up_partitions_keeps_the_rows_of_the_others() {
+        let ctx = context();
+        ctx.execute(
+            "CREATE TABLE t (k INT PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON', partitions=3);
+             CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s', value_format='JSON', partitions=3);",
+        )
+        .expect("create");
+        for i in 0..30 {
+            ctx.execute(&format!(
+                "INSERT INTO t (k, v) VALUES ({i}, {i}); INSERT INTO s (k, v) VALUES ({i}, {i});"
+            ))
+            .expect("insert");
+        }
+        for name in ["T", "S"] {
+            let source = ctx.source(name).expect("source");
+            let mut view = View::open(&ctx, &source, 100, None).expect("view");
+            view.catch_up(&ctx).expect("catch up");
+            let before = view.snapshot().expect("snapshot");
+            assert_eq!(before.num_rows(), 30);
+            let partitions = |s: &Snapshot| {
+                let mut out = column_i64(s, "ROWPARTITION");
+                out.sort_unstable();
+                out.dedup();
+                out
+            };
+            assert_eq!(partitions(&before), vec![Some(0), Some(1), Some(2)]);
+            view.retain_partitions(&[0, 2]).expect("retain");
+            let after = view.snapshot().expect("snapshot");
+            assert_eq!(partitions(&after), vec![Some(0), Some(2)], "{name}");
+            let in_one = column_i64(&before, "ROWPARTITION")
+                .iter()
+                .filter(|p| **p == Some(1))
+                .count();
+            assert_eq!(after.num_rows(), 30 - in_one, "{name}");
+            assert!(in_one > 0);
+        }
     }
 
     #[test]
