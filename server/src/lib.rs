@@ -8,6 +8,9 @@
 //! see [`query`]; `POST /inserts-stream` writes rows ([`inserts`]);
 //! `GET /projections...` serves the projections to the web UI
 //! ([`projections`]); `GET /openapi.json` describes them all ([`openapi`]).
+//! In a cluster ([`cluster`]) each member materializes a share of every
+//! source and pull queries gather the rest from the other members
+//! through `POST /internal/scan` ([`scatter`]).
 //! Failures answer in ksqlDB's error shape ([`error`]).
 
 pub mod auth;

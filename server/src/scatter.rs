@@ -138,6 +138,8 @@ impl Scatter {
             crate::auth::Auth::Bearer { token } => format!("Bearer {token}"),
         });
         let agent = ureq::Agent::config_builder()
+            // Members talk directly, whatever proxy the environment sets.
+            .proxy(None)
             .http_status_as_error(false)
             .timeout_global(Some(REMOTE_TIMEOUT))
             .build()

@@ -229,3 +229,72 @@ fn scan_requests_keep_their_json_shape() {
     assert!(request.filters.is_empty());
     assert_eq!(request.limit, None);
 }
+
+async fn scan_call(
+    state: &crate::AppState,
+    body: &str,
+    authorization: Option<&str>,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/internal/scan")
+        .header("content-type", "application/json");
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
+    let response = crate::router(state.clone())
+        .oneshot(
+            request
+                .body(axum::body::Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn internal_scans_need_credentials_and_a_ready_share() {
+    let ctx = context();
+    ctx.execute(
+        "CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON', partitions=2);
+         INSERT INTO t (k, v) VALUES ('a', 1);",
+    )
+    .expect("statements");
+    let state = crate::AppState::new(
+        ctx.clone(),
+        "test",
+        crate::ServerConfig {
+            auth: Some(crate::auth::Auth::Bearer {
+                token: "tok".into(),
+            }),
+            ..crate::ServerConfig::default()
+        },
+    );
+    ctx.runtime().run_until_idle();
+    let scan = r#"{"source":"T","partitions":[0,1]}"#;
+    let (status, _) = scan_call(&state, scan, None).await;
+    assert_eq!(status, axum::http::StatusCode::UNAUTHORIZED);
+    // Outside a cluster a server holds no share to give.
+    let (status, body) = scan_call(&state, scan, Some("Bearer tok")).await;
+    assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        String::from_utf8_lossy(&body).contains("partition 0 of T"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _) = scan_call(&state, r#"{"source":1}"#, Some("Bearer tok")).await;
+    assert_eq!(status, axum::http::StatusCode::BAD_REQUEST);
+    let (status, _) = scan_call(
+        &state,
+        r#"{"source":"NOPE","partitions":[0]}"#,
+        Some("Bearer tok"),
+    )
+    .await;
+    assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+}
