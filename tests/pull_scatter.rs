@@ -326,3 +326,112 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
     drop(a);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Median and 99th percentile of `samples`, in milliseconds.
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    (at(0.5), at(0.99))
+}
+
+/// Latencies of key lookups of `keys` and of whole-table aggregates on
+/// `port`.
+fn measure(port: u16, keys: &[u64], aggregates: usize) -> ((f64, f64), (f64, f64)) {
+    let mut lookups = Vec::new();
+    for k in keys {
+        let sql = format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{k}';");
+        let started = Instant::now();
+        let rows = pull(port, &sql).expect("lookup");
+        lookups.push(started.elapsed());
+        assert_eq!(rows.len(), 1, "u{k}");
+    }
+    let mut scans = Vec::new();
+    for _ in 0..aggregates {
+        let started = Instant::now();
+        totals(port).expect("aggregate");
+        scans.push(started.elapsed());
+    }
+    (percentiles(lookups), percentiles(scans))
+}
+
+/// Pull latency with every partition local (one member) and with half of
+/// them on the other member: `SLUICE_BIN=<release sluice> cargo test
+/// --workspace --test pull_scatter -- --ignored --nocapture`
+/// (`SLUICE_PULL_BENCH_ROWS`, default 100,000).
+#[test]
+#[ignore = "a measurement, not a check: see its documentation"]
+fn pull_latency_alone_and_across_members() {
+    let rows: u64 = std::env::var("SLUICE_PULL_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let broker = TansuBroker::start().expect("a Tansu broker");
+    let bootstrap = broker.bootstrap_servers();
+    let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
+    topics.create_topic("users", PARTITIONS, 1).expect("topic");
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(20_000) {
+        topics
+            .produce("users", chunk.iter().map(|i| record(*i)).collect())
+            .expect("produce");
+    }
+    let work = work_dir();
+    let (port_a, port_b) = (free_port(), free_port());
+    let host_a = format!("127.0.0.1:{port_a}");
+    let host_b = format!("127.0.0.1:{port_b}");
+    let a = start(&bootstrap, &work, "a", port_a);
+    wait_for("server a", &work, Duration::from_secs(60), || {
+        healthy(port_a)
+    });
+    let whole = expected(rows);
+    wait_for("a to hold everything", &work, Duration::from_secs(300), || {
+        totals(port_a) == Ok(whole)
+    });
+    // Keys spread over every partition; 200 lookups, 20 aggregates.
+    let keys: Vec<u64> = (0..200).map(|i| (i * 7_919) % rows).collect();
+    let alone = measure(port_a, &keys, 20);
+
+    let b = start(&bootstrap, &work, "b", port_b);
+    wait_for("server b", &work, Duration::from_secs(60), || {
+        healthy(port_b)
+    });
+    wait_for("the split", &work, Duration::from_secs(300), || {
+        let m = materialized(port_a);
+        let split = |h: &str| m.get(h).is_some_and(|(p, ready)| p.len() == 3 && *ready);
+        split(&host_a) && split(&host_b)
+    });
+    let theirs = materialized(port_a)[&host_b].0.clone();
+    let remote: Vec<u64> = (0..rows)
+        .filter(|i| {
+            let p = partition_for_key(format!("u{i}").as_bytes(), PARTITIONS);
+            theirs.contains(&i64::from(p))
+        })
+        .step_by(7)
+        .take(200)
+        .collect();
+    let local: Vec<u64> = (0..rows)
+        .filter(|i| {
+            let p = partition_for_key(format!("u{i}").as_bytes(), PARTITIONS);
+            !theirs.contains(&i64::from(p))
+        })
+        .step_by(7)
+        .take(200)
+        .collect();
+    assert_eq!(totals(port_a), Ok(whole));
+    let (local_lookups, _) = measure(port_a, &local, 1);
+    let (remote_lookups, split_scans) = measure(port_a, &remote, 20);
+    eprintln!("pull latency over {rows} rows, 6 partitions (median / p99 ms):");
+    eprintln!(
+        "  one member:  lookup {:.2} / {:.2}, COUNT+SUM {:.1} / {:.1}",
+        alone.0.0, alone.0.1, alone.1.0, alone.1.1
+    );
+    eprintln!(
+        "  two members: lookup local {:.2} / {:.2}, lookup remote {:.2} / {:.2}, COUNT+SUM {:.1} / {:.1}",
+        local_lookups.0, local_lookups.1, remote_lookups.0, remote_lookups.1, split_scans.0, split_scans.1
+    );
+    drop(b);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&work);
+}
