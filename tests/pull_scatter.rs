@@ -386,9 +386,12 @@ fn pull_latency_alone_and_across_members() {
         healthy(port_a)
     });
     let whole = expected(rows);
-    wait_for("a to hold everything", &work, Duration::from_secs(300), || {
-        totals(port_a) == Ok(whole)
-    });
+    wait_for(
+        "a to hold everything",
+        &work,
+        Duration::from_secs(300),
+        || totals(port_a) == Ok(whole),
+    );
     // Keys spread over every partition; 200 lookups, 20 aggregates.
     let keys: Vec<u64> = (0..200).map(|i| (i * 7_919) % rows).collect();
     let alone = measure(port_a, &keys, 20);
@@ -429,7 +432,12 @@ fn pull_latency_alone_and_across_members() {
     );
     eprintln!(
         "  two members: lookup local {:.2} / {:.2}, lookup remote {:.2} / {:.2}, COUNT+SUM {:.1} / {:.1}",
-        local_lookups.0, local_lookups.1, remote_lookups.0, remote_lookups.1, split_scans.0, split_scans.1
+        local_lookups.0,
+        local_lookups.1,
+        remote_lookups.0,
+        remote_lookups.1,
+        split_scans.0,
+        split_scans.1
     );
     drop(b);
     drop(a);

@@ -44,7 +44,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::{MemTable, Session, TableProvider};
@@ -100,6 +100,11 @@ pub struct ScanRequest {
     /// Rows enough, when the scan has no filters.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// When the filters pin a table's key: the keys, as an Arrow IPC
+    /// stream of the key columns in base64, so a member looks them up in
+    /// its index instead of scanning.
+    #[serde(default)]
+    pub keys: Option<String>,
 }
 
 /// Why a scan could not gather its rows; pull queries answer it as
@@ -173,6 +178,7 @@ impl Scatter {
             columns: None,
             filters: Vec::new(),
             limit: None,
+            keys: None,
         };
         self.gather(&snapshot.source, &needed, request).await
     }
@@ -432,8 +438,20 @@ pub fn local_rows(
                 .collect::<Result<Vec<usize>, _>>()?,
         ),
     };
+    let keyed = match (&request.keys, snapshot.index()) {
+        (Some(keys), Some(index)) => {
+            let keys = decode_keys(keys)?;
+            Some(vec![index.lookup(&keys)?])
+        }
+        _ => None,
+    };
+    let everything = everything && keyed.is_none();
     let mut out = Vec::new();
-    for batch in snapshot.batches()? {
+    let batches = match keyed {
+        Some(rows) => rows,
+        None => snapshot.batches()?,
+    };
+    for batch in batches {
         let batch = if everything {
             batch
         } else {
@@ -652,8 +670,19 @@ impl TableProvider for ScatterTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let needed = pinned_partitions(&self.source, &self.schema, filters, self.partitions)
-            .unwrap_or_else(|| (0..self.partitions as i32).collect());
+        let pinned = pinned_keys(&self.source, &self.schema, filters);
+        let needed = match &pinned {
+            Some(keys) => key_partitions(&self.source, keys, self.partitions)
+                .unwrap_or_else(|| (0..self.partitions as i32).collect()),
+            None => (0..self.partitions as i32).collect(),
+        };
+        let keys = match &pinned {
+            Some(keys) => Some(
+                encode_keys(&self.source, keys)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            ),
+            None => None,
+        };
         let schema = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
@@ -668,6 +697,7 @@ impl TableProvider for ScatterTable {
             }),
             filters: filters.iter().filter_map(filter_sql).collect(),
             limit: if filters.is_empty() { limit } else { None },
+            keys,
         };
         let batches = self
             .scatter
@@ -757,6 +787,17 @@ pub fn pinned_partitions(
     filters: &[Expr],
     partitions: u32,
 ) -> Option<Vec<i32>> {
+    key_partitions(source, &pinned_keys(source, schema, filters)?, partitions)
+}
+
+/// The keys `filters` pin a (non-windowed) table's key columns to, one
+/// array per key column, each combination a row; `None` when they do
+/// not pin every key column to literals.
+pub fn pinned_keys(
+    source: &DataSource,
+    schema: &SchemaRef,
+    filters: &[Expr],
+) -> Option<Vec<ArrayRef>> {
     if source.kind != SourceKind::Table || source.window.is_some() {
         return None;
     }
@@ -770,8 +811,10 @@ pub fn pinned_partitions(
     }
     // The values of each key column, typed as the column.
     let mut per_key: Vec<Vec<ScalarValue>> = Vec::with_capacity(keys.len());
+    let mut types = Vec::with_capacity(keys.len());
     for name in &keys {
         let field = schema.field_with_name(name).ok()?;
+        types.push(field.data_type().clone());
         let values = bound_values(filters, name)?;
         let mut typed = Vec::with_capacity(values.len());
         for v in values {
@@ -793,10 +836,7 @@ pub fn pinned_partitions(
     if combinations > MAX_PINNED_KEYS {
         return None;
     }
-    if combinations == 0 {
-        return Some(Vec::new());
-    }
-    // Every combination of the keys' values, as one array per key column.
+    // Every combination of the keys' values.
     let mut rows: Vec<Vec<ScalarValue>> = vec![Vec::new()];
     for values in &per_key {
         let mut next = Vec::with_capacity(rows.len() * values.len());
@@ -809,14 +849,27 @@ pub fn pinned_partitions(
         }
         rows = next;
     }
-    let arrays: Vec<ArrayRef> = (0..keys.len())
-        .map(|k| ScalarValue::iter_to_array(rows.iter().map(|r| r[k].clone())))
+    (0..keys.len())
+        .map(|k| {
+            if rows.is_empty() {
+                Ok(datafusion::arrow::array::new_empty_array(&types[k]))
+            } else {
+                ScalarValue::iter_to_array(rows.iter().map(|r| r[k].clone()))
+            }
+        })
         .collect::<Result<_, _>>()
-        .ok()?;
+        .ok()
+}
+
+/// The partitions `keys` (one array per key column) live in, as the
+/// sink's `ByKey` partitioning puts them; `None` when a key cannot be
+/// serialized.
+pub fn key_partitions(source: &DataSource, keys: &[ArrayRef], partitions: u32) -> Option<Vec<i32>> {
     let codec = source.codec();
+    let rows = keys.first().map_or(0, |k| k.len());
     let mut out = Vec::new();
-    for row in 0..rows.len() {
-        let key = codec.encode_key(&arrays, row).ok()??;
+    for row in 0..rows {
+        let key = codec.encode_key(keys, row).ok()??;
         let p = partition_for_key(&key, partitions);
         if !out.contains(&p) {
             out.push(p);
@@ -824,6 +877,35 @@ pub fn pinned_partitions(
     }
     out.sort_unstable();
     Some(out)
+}
+
+/// `keys` as [`ScanRequest::keys`] carries them.
+fn encode_keys(source: &DataSource, keys: &[ArrayRef]) -> Result<String, ScatterError> {
+    let fields: Vec<Field> = source
+        .schema
+        .key_columns()
+        .zip(keys)
+        .map(|(c, k)| Field::new(c.name.clone(), k.data_type().clone(), true))
+        .collect();
+    let key_schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(key_schema.clone(), keys.to_vec())
+        .map_err(|e| ScatterError(e.to_string()))?;
+    let bytes = encode_ipc(&key_schema, &[batch]).map_err(|e| ScatterError(e.to_string()))?;
+    Ok(sluice_engine::format::json::base64_encode(&bytes))
+}
+
+/// The key columns of [`ScanRequest::keys`].
+fn decode_keys(text: &str) -> Result<Vec<ArrayRef>, ServerError> {
+    let bytes = sluice_engine::format::json::base64_decode(text)
+        .map_err(|e| ServerError::BadRequest(format!("Invalid scan keys: {e}")))?;
+    let batches = decode_ipc(&bytes)
+        .map_err(|e| ServerError::BadRequest(format!("Invalid scan keys: {e}")))?;
+    match batches.as_slice() {
+        [batch] => Ok(batch.columns().to_vec()),
+        _ => Err(ServerError::BadRequest(
+            "Invalid scan keys: expected one batch".into(),
+        )),
+    }
 }
 
 /// A pull query's DataFusion error as the scatter error inside it, if any.
@@ -844,14 +926,8 @@ pub fn holds_keys(snapshot: &Snapshot, keys: &[ArrayRef]) -> bool {
         return false;
     }
     let ready = split.ready();
-    let codec = snapshot.source.codec();
-    let rows = keys.first().map_or(0, |k| k.len());
-    (0..rows).all(|row| match codec.encode_key(keys, row) {
-        Ok(Some(key)) => ready.contains(&partition_for_key(&key, split.partitions)),
-        // A null key is in no partition: nothing to find anywhere.
-        Ok(None) => true,
-        Err(_) => false,
-    })
+    key_partitions(&snapshot.source, keys, split.partitions)
+        .is_some_and(|partitions| partitions.iter().all(|p| ready.contains(p)))
 }
 
 #[cfg(test)]

@@ -94,6 +94,22 @@ fn a_pinned_key_routes_to_kafkas_partition_for_it() {
         "NOT IN"
     );
     assert_eq!(pinned(&[]), None);
+    // A key no literal can be: nothing to ask for.
+    assert_eq!(
+        pinned(&[c("K").eq(lit(ScalarValue::Utf8(None)))]),
+        Some(vec![])
+    );
+
+    // The keys travel to the members as Arrow, typed as the key.
+    let keys = pinned_keys(
+        &t,
+        &schema,
+        &[c("K").in_list(vec![lit("abc"), lit("foobar")], false)],
+    )
+    .expect("pinned");
+    let back = decode_keys(&encode_keys(&t, &keys).expect("encode")).expect("decode");
+    assert_eq!(back, keys);
+    assert!(decode_keys("not base64 arrow").is_err());
 }
 
 #[test]
@@ -194,6 +210,7 @@ async fn members_apply_filters_they_can_plan_and_leave_the_rest() {
         columns: None,
         filters: filters.into_iter().map(String::from).collect(),
         limit,
+        keys: None,
     };
     let rows = |batches: Vec<RecordBatch>| batches.iter().map(|b| b.num_rows()).sum::<usize>();
     let kept = narrow(
