@@ -363,7 +363,11 @@ fn fetch_remote(
         .limit(MAX_ANSWER_BYTES)
         .read_to_vec()
         .map_err(|e| Attempt::Fail(format!("reading the answer of {url}: {e}")))?;
-    if status == StatusCode::SERVICE_UNAVAILABLE.as_u16() {
+    // Not ready there, or the source not materialized there yet (just
+    // created): both may change within the wait.
+    if status == StatusCode::SERVICE_UNAVAILABLE.as_u16()
+        || status == StatusCode::NOT_FOUND.as_u16()
+    {
         return Err(Attempt::Retry(error_message(&bytes)));
     }
     if !status.is_success() {
@@ -563,7 +567,8 @@ async fn filtered(
 
 /// `POST /internal/scan`: this member's rows of some partitions of a
 /// source, as an Arrow IPC stream, for a coordinator's pull query.
-/// Answers 503 when it does not hold every partition asked for ready.
+/// Answers 503 when it does not hold every partition asked for ready, 404
+/// when it does not materialize the source, 400 outside a cluster.
 pub async fn internal_scan(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
     let request: ScanRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -583,12 +588,21 @@ pub async fn internal_scan(State(state): State<AppState>, body: axum::body::Byte
 }
 
 async fn scan_here(state: &AppState, request: &ScanRequest) -> Result<Vec<u8>, ServerError> {
+    if state.cluster.is_none() {
+        return Err(ServerError::BadRequest(
+            "This server is not a member of a cluster: it holds no share of a source to scan."
+                .into(),
+        ));
+    }
     let snapshot = state
         .materializer
         .snapshots(std::slice::from_ref(&request.source))
         .remove(0)
         .ok_or_else(|| {
-            ServerError::Unavailable(format!("{} is not materialized here", request.source))
+            ServerError::Missing(format!(
+                "{} is not materialized on this server",
+                request.source
+            ))
         })?;
     if let Some(e) = &snapshot.error {
         return Err(ServerError::Internal(format!(
