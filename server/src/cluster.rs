@@ -3,7 +3,9 @@
 //!
 //! Every member publishes a heartbeat every second to the one-partition
 //! topic `_sluice-<service id>-cluster`: its URL and, per distributed
-//! query, the input partitions it owns and how far behind it is. Every
+//! query, the input partitions it owns and how far behind it is; and, per
+//! source, the partitions it materializes for pull queries and which of
+//! them it is still restoring ([`crate::scatter`] routes by these). Every
 //! member reads that topic, so each knows all of them; a member whose last
 //! heartbeat is older than [`ALIVE_FOR`] is reported dead.
 //!
@@ -14,7 +16,7 @@
 //! per state store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -28,6 +30,7 @@ use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicConsumer};
 
 use crate::AppState;
 use crate::error::ServerError;
+use crate::materialized::Materializer;
 
 /// How often a member publishes its heartbeat.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -46,6 +49,19 @@ pub struct Heartbeat {
     pub url: String,
     pub sent_ms: i64,
     pub queries: Vec<QueryShare>,
+    /// What the member materializes for pull queries.
+    #[serde(default)]
+    pub materialized: Vec<MaterializedShare>,
+}
+
+/// The partitions of one source's topic a member materializes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MaterializedShare {
+    pub source: String,
+    pub topic: String,
+    pub partitions: Vec<i32>,
+    /// Partitions still being read up to their end: not used yet.
+    pub restoring: Vec<i32>,
 }
 
 /// What a member runs of one distributed query.
@@ -68,9 +84,11 @@ pub struct Members {
     /// The last heartbeats of dead members this one rejoined the groups
     /// for, by URL: once per death.
     mourned: Mutex<BTreeMap<String, i64>>,
+    /// The pull-query projections whose shares heartbeats publish.
+    materializer: OnceLock<Weak<Materializer>>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -121,6 +139,7 @@ impl Members {
             consumer: Mutex::new(consumer),
             seen: Mutex::new(BTreeMap::new()),
             mourned: Mutex::new(BTreeMap::new()),
+            materializer: OnceLock::new(),
         });
         let weak = Arc::downgrade(&members);
         std::thread::Builder::new()
@@ -137,6 +156,16 @@ impl Members {
         Ok(members)
     }
 
+    /// Publishes `materializer`'s shares in the heartbeats and rebalances
+    /// its groups with the queries'.
+    pub fn watch_materializer(&self, materializer: &Arc<Materializer>) {
+        let _ = self.materializer.set(Arc::downgrade(materializer));
+    }
+
+    fn materializer(&self) -> Option<Arc<Materializer>> {
+        self.materializer.get().and_then(Weak::upgrade)
+    }
+
     /// This member as it is now.
     fn own(&self) -> Heartbeat {
         Heartbeat {
@@ -151,6 +180,18 @@ impl Members {
                     topic: s.topic,
                     partitions: s.partitions,
                     lag: s.lag,
+                })
+                .collect(),
+            materialized: self
+                .materializer()
+                .map(|m| m.shares())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(source, topic, split)| MaterializedShare {
+                    source,
+                    topic,
+                    partitions: split.owned,
+                    restoring: split.restoring,
                 })
                 .collect(),
         }
@@ -218,8 +259,20 @@ impl Members {
         let limit = (ALIVE_FOR + TAKEOVER_AFTER).as_millis() as i64;
         let own = self.own();
         let mut rejoin = false;
+        let mut rematerialize = false;
         {
             let seen = self.seen.lock();
+            // Partitions of each source some live member materializes.
+            let mut held: Vec<(&str, i32)> = Vec::new();
+            for beat in seen
+                .values()
+                .filter(|b| b.url != self.url && now - b.sent_ms <= ALIVE_FOR.as_millis() as i64)
+                .chain(std::iter::once(&own))
+            {
+                for m in &beat.materialized {
+                    held.extend(m.partitions.iter().map(|p| (m.source.as_str(), *p)));
+                }
+            }
             let mut mourned = self.mourned.lock();
             for beat in seen.values() {
                 if beat.url == self.url || now - beat.sent_ms <= limit {
@@ -238,15 +291,27 @@ impl Members {
                             .find(|o| o.query_id == q.query_id)
                             .is_some_and(|o| q.partitions.iter().any(|p| !o.partitions.contains(p)))
                 });
+                let unmaterialized = beat.materialized.iter().any(|m| {
+                    m.partitions
+                        .iter()
+                        .any(|p| !held.contains(&(m.source.as_str(), *p)))
+                });
                 mourned.insert(beat.url.clone(), beat.sent_ms);
                 if orphaned {
                     tracing::warn!(member = %beat.url, "a member died owning partitions; rebalancing");
                     rejoin = true;
                 }
+                if unmaterialized {
+                    tracing::warn!(member = %beat.url, "a member died materializing partitions; rebalancing");
+                    rematerialize = true;
+                }
             }
         }
         if rejoin {
             self.runtime.rejoin_groups();
+        }
+        if rematerialize && let Some(m) = self.materializer() {
+            m.rejoin_groups();
         }
     }
 
@@ -256,6 +321,16 @@ impl Members {
         let own = self.own();
         seen.insert(own.url.clone(), own);
         seen.into_values().collect()
+    }
+
+    /// The last heartbeat of every other member seen, alive or not.
+    pub fn others(&self) -> Vec<Heartbeat> {
+        self.seen
+            .lock()
+            .values()
+            .filter(|h| h.url != self.url)
+            .cloned()
+            .collect()
     }
 
     /// The URLs of the members alive now, this one included.
@@ -302,6 +377,17 @@ pub fn status_json(heartbeats: &[Heartbeat], now_ms: i64) -> Value {
             );
             lags.insert(q.query_id.clone(), json!({"totalLag": q.lag}));
         }
+        let mut materialized = serde_json::Map::new();
+        for m in &beat.materialized {
+            materialized.insert(
+                m.source.clone(),
+                json!({
+                    "topic": m.topic,
+                    "partitions": m.partitions,
+                    "restoring": m.restoring,
+                }),
+            );
+        }
         hosts.insert(
             host_port(&beat.url).to_string(),
             json!({
@@ -310,6 +396,7 @@ pub fn status_json(heartbeats: &[Heartbeat], now_ms: i64) -> Value {
                 "url": beat.url,
                 "activeStandbyPerQuery": per_query,
                 "hostStoreLags": {"stateStoreLags": lags, "updateTimeMs": beat.sent_ms},
+                "materialized": materialized,
             }),
         );
     }
@@ -348,11 +435,18 @@ mod tests {
                     partitions: vec![0, 2],
                     lag: 7,
                 }],
+                materialized: vec![MaterializedShare {
+                    source: "T".into(),
+                    topic: "t".into(),
+                    partitions: vec![1, 3],
+                    restoring: vec![3],
+                }],
             },
             Heartbeat {
                 url: "http://127.0.0.1:8089".into(),
                 sent_ms: 1_000,
                 queries: vec![],
+                materialized: vec![],
             },
         ];
         let status = status_json(&beats, 11_000);
@@ -370,5 +464,8 @@ mod tests {
             status["clusterStatus"]["127.0.0.1:8089"]["hostAlive"],
             false
         );
+        let t = &live["materialized"]["T"];
+        assert_eq!(t["partitions"], json!([1, 3]));
+        assert_eq!(t["restoring"], json!([3]));
     }
 }

@@ -8,6 +8,9 @@
 //! see [`query`]; `POST /inserts-stream` writes rows ([`inserts`]);
 //! `GET /projections...` serves the projections to the web UI
 //! ([`projections`]); `GET /openapi.json` describes them all ([`openapi`]).
+//! In a cluster ([`cluster`]) each member materializes a share of every
+//! source and pull queries gather the rest from the other members
+//! through `POST /internal/scan` ([`scatter`]).
 //! Failures answer in ksqlDB's error shape ([`error`]).
 
 pub mod auth;
@@ -26,6 +29,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod rows;
+pub mod scatter;
 pub mod status;
 pub mod tls;
 pub mod ui;
@@ -121,8 +125,17 @@ impl AppState {
         }
     }
 
-    /// This state, for a member of a cluster.
+    /// This state, for a member of a cluster: heartbeats publish what
+    /// the projections hold, and pull queries gather every partition from
+    /// the members ([`scatter`]).
     pub fn with_cluster(mut self, members: Arc<cluster::Members>) -> Self {
+        members.watch_materializer(&self.materializer);
+        self.materializer
+            .set_scatter(Arc::new(scatter::Scatter::new(
+                members.clone(),
+                Arc::downgrade(&self.materializer),
+                self.config.auth.as_ref(),
+            )));
         self.cluster = Some(members);
         self
     }
@@ -150,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::scrape))
         .route("/clusterStatus", get(cluster::cluster_status))
+        .route("/internal/scan", post(scatter::internal_scan))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

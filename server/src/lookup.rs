@@ -130,6 +130,11 @@ pub async fn try_lookup(
     }
     let index = snapshot.index()?;
     let shape = shape(query, source, &snapshot.schema)?;
+    // In a cluster the index holds only this member's partitions: keys
+    // elsewhere go the general way, which asks their owners.
+    if !crate::scatter::holds_keys(snapshot, &shape.keys) {
+        return None;
+    }
     let text = shape.rest.to_string();
     let plan = match cache.cached(&text, source, &snapshot.schema) {
         CacheLookup::Found(plan) => plan?,

@@ -11,21 +11,37 @@
 //! oldest dropped first. Because it runs between passes, it never sees half
 //! of a query's output batch; readers take [`Snapshot`]s, which are
 //! immutable and published for all sources at once.
+//!
+//! In a cluster (the runtime has a [`ClusterConfig`]) a member does not
+//! hold whole topics: each source's view joins the consumer group
+//! `<group prefix>-materialize-<SOURCE>` over the source's topic (one group
+//! per source because a [`GroupMembership`] follows one topic), so Kafka
+//! splits the partitions among the members and hands a dead member's to
+//! the living. A partition gained is read from its beginning and reported
+//! restoring until the view has caught up with it; the rows of a partition
+//! lost are dropped (by their `ROWPARTITION`) and the others stay, read on
+//! from where they were. Each [`Snapshot`] says which partitions it holds and
+//! which of them are ready ([`Split`]); [`crate::scatter`] answers pull
+//! queries for the whole table from the members' shares.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::Int32Type;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::HashMap;
 use parking_lot::{Mutex, RwLock};
 use sluice_engine::batch::ChangeBatch;
 use sluice_engine::operator::OperatorContext;
 use sluice_engine::query::SourceSpec;
+use sluice_engine::query::distributed::ClusterConfig;
 use sluice_engine::query::source;
 use sluice_engine::runtime::StepObserver;
-use sluice_engine::topic::TopicConsumer;
+use sluice_engine::topic::{GroupChange, GroupMembership, TopicConsumer};
 use sluice_engine::window::{WINDOWEND, WINDOWSTART};
 use sluice_sql::KsqlContext;
 use sluice_sql::catalog::DataSource;
@@ -51,6 +67,31 @@ pub struct Snapshot {
     rows: SnapshotRows,
     /// Set when the source could not be materialized.
     pub error: Option<String>,
+    /// In a cluster: the partitions of the topic these rows cover.
+    pub split: Option<Split>,
+}
+
+/// The partitions of its topic a cluster member's snapshot covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// The topic's partition count.
+    pub partitions: u32,
+    /// Partitions the group gives this member (empty during a rebalance).
+    pub owned: Vec<i32>,
+    /// Owned partitions still being read up to their end: their rows are
+    /// incomplete.
+    pub restoring: Vec<i32>,
+}
+
+impl Split {
+    /// Owned partitions whose rows are complete.
+    pub fn ready(&self) -> Vec<i32> {
+        self.owned
+            .iter()
+            .copied()
+            .filter(|p| !self.restoring.contains(p))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -133,12 +174,42 @@ struct View {
     source: Arc<DataSource>,
     spec: SourceSpec,
     schema: SchemaRef,
-    consumer: Box<dyn TopicConsumer>,
+    /// `None` in a cluster while the group gives this member nothing.
+    consumer: Option<Box<dyn TopicConsumer>>,
     rows: Rows,
     error: Option<String>,
     /// Set after a read: the broker's count of what is left may be short
     /// (see [`View::catch_up`]).
     tail_unsure: bool,
+    stream_limit: usize,
+    /// In a cluster: the group and the partitions held.
+    group: Option<Group>,
+}
+
+/// A view's membership of its materialization group.
+struct Group {
+    membership: Box<dyn GroupMembership>,
+    partitions: u32,
+    /// Partitions whose rows the view holds and reads.
+    held: Vec<i32>,
+    /// Held partitions not read up to their end yet.
+    restoring: Vec<i32>,
+    /// Between a revocation and the next assignment: nothing is owned.
+    revoked: bool,
+}
+
+impl Group {
+    fn split(&self) -> Split {
+        Split {
+            partitions: self.partitions,
+            owned: if self.revoked {
+                Vec::new()
+            } else {
+                self.held.clone()
+            },
+            restoring: self.restoring.clone(),
+        }
+    }
 }
 
 impl View {
@@ -146,26 +217,37 @@ impl View {
         ctx: &KsqlContext,
         source: &Arc<DataSource>,
         stream_limit: usize,
+        cluster: Option<&ClusterConfig>,
     ) -> Result<Self, ServerError> {
         let spec = sluice_sql::context::source_spec(source).map_err(internal)?;
         let schema = spec.schema.batch_schema(spec.window.is_some());
-        let consumer = ctx.backend().consumer(&source.topic).map_err(internal)?;
-        let rows = match source.kind {
-            SourceKind::Table => {
-                let mut window = Vec::new();
-                if spec.window.is_some() {
-                    for name in [WINDOWSTART, WINDOWEND] {
-                        window.push(schema.index_of(name).map_err(internal)?);
-                    }
-                }
-                Rows::Table(KeyIndex::new(&schema, spec.schema.key_count(), &window)?)
+        let (consumer, group) = match cluster {
+            None => (
+                Some(ctx.backend().consumer(&source.topic).map_err(internal)?),
+                None,
+            ),
+            Some(config) => {
+                let partitions = ctx
+                    .backend()
+                    .describe_topic(&source.topic)
+                    .ok_or_else(|| internal(format!("topic {} does not exist", source.topic)))?
+                    .partitions;
+                let name = format!("{}-materialize-{}", config.group_prefix, source.name);
+                let membership = ctx
+                    .backend()
+                    .join_group(&name, &source.topic)
+                    .map_err(internal)?;
+                let group = Group {
+                    membership,
+                    partitions,
+                    held: Vec::new(),
+                    restoring: Vec::new(),
+                    revoked: false,
+                };
+                (None, Some(group))
             }
-            SourceKind::Stream => Rows::Stream(StreamRows {
-                batches: VecDeque::new(),
-                rows: 0,
-                limit: stream_limit,
-            }),
         };
+        let rows = Self::empty_rows(source, &spec, &schema, stream_limit)?;
         Ok(View {
             source: source.clone(),
             spec,
@@ -174,11 +256,158 @@ impl View {
             rows,
             error: None,
             tail_unsure: false,
+            stream_limit,
+            group,
         })
+    }
+
+    fn empty_rows(
+        source: &DataSource,
+        spec: &SourceSpec,
+        schema: &SchemaRef,
+        stream_limit: usize,
+    ) -> Result<Rows, ServerError> {
+        Ok(match source.kind {
+            SourceKind::Table => {
+                let mut window = Vec::new();
+                if spec.window.is_some() {
+                    for name in [WINDOWSTART, WINDOWEND] {
+                        window.push(schema.index_of(name).map_err(internal)?);
+                    }
+                }
+                Rows::Table(KeyIndex::new(schema, spec.schema.key_count(), &window)?)
+            }
+            SourceKind::Stream => Rows::Stream(StreamRows {
+                batches: VecDeque::new(),
+                rows: 0,
+                limit: stream_limit,
+            }),
+        })
+    }
+
+    /// Handles what the materialization group decided since the last
+    /// pass; returns whether the partitions held or owned changed.
+    fn follow_group(&mut self, ctx: &KsqlContext, rejoin: bool) -> Result<bool, ServerError> {
+        let mut changed = false;
+        if rejoin && let Some(group) = &mut self.group {
+            group.membership.rejoin().map_err(internal)?;
+        }
+        loop {
+            let change = match &mut self.group {
+                Some(group) => group.membership.poll().map_err(internal)?,
+                None => None,
+            };
+            let Some(change) = change else {
+                return Ok(changed);
+            };
+            changed = true;
+            let outcome = match change {
+                // Rows are kept: an eager rebalance revokes everything
+                // and usually hands most of it back.
+                GroupChange::Revoked(_) | GroupChange::Lost(_) => {
+                    if let Some(group) = &mut self.group {
+                        group.revoked = true;
+                    }
+                    Ok(())
+                }
+                GroupChange::Assigned(partitions) => self.take(ctx, &partitions),
+            };
+            // Confirmed also on failure: holding the rebalance would
+            // stall every other member.
+            if let Some(group) = &mut self.group {
+                group.membership.confirm().map_err(internal)?;
+            }
+            outcome?;
+        }
+    }
+
+    /// Holds exactly `partitions`: new ones are read from their start
+    /// (restoring), the rows of those given up are dropped, the others go
+    /// on from where they were.
+    fn take(&mut self, ctx: &KsqlContext, partitions: &[i32]) -> Result<(), ServerError> {
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        group.revoked = false;
+        let mut wanted = partitions.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted == group.held {
+            return Ok(());
+        }
+        let held = std::mem::replace(&mut group.held, wanted.clone());
+        group.restoring.retain(|p| wanted.contains(p));
+        group
+            .restoring
+            .extend(wanted.iter().filter(|p| !held.contains(p)));
+        group.restoring.sort_unstable();
+        let positions: Vec<(i32, i64)> = self
+            .consumer
+            .as_ref()
+            .map(|c| c.positions())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(p, _)| held.contains(p) && wanted.contains(p))
+            .collect();
+        if held.iter().any(|p| !wanted.contains(p)) {
+            self.retain_partitions(&wanted)?;
+        }
+        self.consumer = None;
+        self.tail_unsure = false;
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut consumer = ctx
+            .backend()
+            .partition_consumer(&self.source.topic, &wanted)
+            .map_err(internal)?;
+        for (p, offset) in positions {
+            consumer.seek(p, offset).map_err(internal)?;
+        }
+        tracing::info!(source = %self.source.name, partitions = ?wanted, "materializing these partitions");
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    /// Drops the rows of every partition but `keep`.
+    fn retain_partitions(&mut self, keep: &[i32]) -> Result<(), ServerError> {
+        let batches: Vec<RecordBatch> = match &mut self.rows {
+            Rows::Table(t) => {
+                t.flush()?;
+                vec![t.snapshot().all()?]
+            }
+            Rows::Stream(s) => s.batches.iter().cloned().collect(),
+        };
+        let column = self.schema.index_of("ROWPARTITION").map_err(internal)?;
+        let mut rows = Self::empty_rows(&self.source, &self.spec, &self.schema, self.stream_limit)?;
+        for batch in batches {
+            let partitions = batch
+                .column(column)
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(|| internal("ROWPARTITION is not an INT column"))?;
+            let mask: BooleanArray = partitions
+                .iter()
+                .map(|p| Some(p.is_some_and(|p| keep.contains(&p))))
+                .collect();
+            let kept = filter_record_batch(&batch, &mask).map_err(internal)?;
+            if kept.num_rows() == 0 {
+                continue;
+            }
+            let change = ChangeBatch::new(kept);
+            match &mut rows {
+                Rows::Table(t) => t.apply(change),
+                Rows::Stream(s) => s.apply(&change),
+            }
+        }
+        self.rows = rows;
+        Ok(())
     }
 
     /// Consumes what the topic has; returns the records read.
     fn catch_up(&mut self, ctx: &KsqlContext) -> Result<usize, ServerError> {
+        let Some(consumer) = self.consumer.as_mut() else {
+            return Ok(0);
+        };
         let log = ctx.runtime().processing_log().clone();
         let query_id = format!("_materialize_{}", self.source.name);
         let op_ctx = OperatorContext {
@@ -193,14 +422,13 @@ impl View {
         // the last batch's first offset + 1, so the rest of that batch
         // would wait for the next write. After reading, the view reads on
         // until a poll comes back empty, a batch more per pass.
-        let mut budget = self.consumer.lag() as usize;
+        let mut budget = consumer.lag() as usize;
         if budget > 0 || self.tail_unsure {
             budget += RECORDS_PER_POLL;
         }
         let mut consumed = 0;
         while consumed < budget {
-            let records = self
-                .consumer
+            let records = consumer
                 .poll(RECORDS_PER_POLL.min(budget - consumed))
                 .map_err(internal)?;
             if records.is_empty() {
@@ -216,6 +444,23 @@ impl View {
             }
         }
         Ok(consumed)
+    }
+
+    /// Ends the restoring of held partitions once the consumer has read
+    /// everything; returns whether it did.
+    fn restored(&mut self) -> bool {
+        let Some(group) = &mut self.group else {
+            return false;
+        };
+        if group.restoring.is_empty() || self.tail_unsure {
+            return false;
+        }
+        let caught_up = self.consumer.as_ref().is_none_or(|c| c.lag() == 0);
+        if caught_up {
+            tracing::info!(source = %self.source.name, partitions = ?group.restoring, "restored");
+            group.restoring.clear();
+        }
+        caught_up
     }
 
     fn snapshot(&mut self) -> Result<Snapshot, ServerError> {
@@ -234,6 +479,7 @@ impl View {
             schema: self.schema.clone(),
             rows,
             error: self.error.clone(),
+            split: self.group.as_ref().map(Group::split),
         })
     }
 }
@@ -246,6 +492,11 @@ pub struct Materializer {
     snapshots: RwLock<HashMap<String, Arc<Snapshot>>>,
     /// Bumped after each publication, for readers waiting on a source.
     published: watch::Sender<u64>,
+    /// Set by the cluster when a dead member's partitions need a
+    /// rebalance the broker does not start (see [`Self::rejoin_groups`]).
+    rejoin: AtomicBool,
+    /// In a cluster: how pull queries reach the other members.
+    scatter: OnceLock<Arc<crate::scatter::Scatter>>,
 }
 
 impl Materializer {
@@ -258,6 +509,8 @@ impl Materializer {
             views: Mutex::new(BTreeMap::new()),
             snapshots: RwLock::new(HashMap::new()),
             published,
+            rejoin: AtomicBool::new(false),
+            scatter: OnceLock::new(),
         });
         ctx.runtime().observe(m.clone());
         m
@@ -299,8 +552,41 @@ impl Materializer {
         names
     }
 
+    /// Makes every view's group rebalance at the next pass: a member died
+    /// and the broker has not reassigned its partitions.
+    pub fn rejoin_groups(&self) {
+        self.rejoin.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes pull queries gather rows from the members of a cluster.
+    pub fn set_scatter(&self, scatter: Arc<crate::scatter::Scatter>) {
+        let _ = self.scatter.set(scatter);
+    }
+
+    /// How pull queries reach the other members, in a cluster.
+    pub fn scatter(&self) -> Option<&Arc<crate::scatter::Scatter>> {
+        self.scatter.get()
+    }
+
+    /// What this member materializes of each source, in a cluster.
+    pub fn shares(&self) -> Vec<(String, String, Split)> {
+        let snapshots = self.snapshots.read();
+        let mut out: Vec<(String, String, Split)> = snapshots
+            .values()
+            .filter_map(|s| {
+                s.split
+                    .clone()
+                    .map(|split| (s.source.name.clone(), s.source.topic.clone(), split))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     fn step(&self, ctx: &KsqlContext) -> usize {
         let sources = ctx.sources();
+        let cluster = ctx.runtime().cluster_config();
+        let rejoin = self.rejoin.swap(false, Ordering::SeqCst);
         let mut views = self.views.lock();
         let before = views.len();
         // Dropped or replaced sources lose their view.
@@ -315,7 +601,7 @@ impl Materializer {
             if views.contains_key(&s.name) {
                 continue;
             }
-            match View::open(ctx, s, self.stream_row_limit) {
+            match View::open(ctx, s, self.stream_row_limit, cluster.as_ref()) {
                 Ok(view) => {
                     views.insert(s.name.clone(), view);
                     changed.push(s.name.clone());
@@ -328,7 +614,25 @@ impl Materializer {
             if view.error.is_some() {
                 continue;
             }
-            match view.catch_up(ctx) {
+            match view.follow_group(ctx, rejoin) {
+                Ok(false) => {}
+                Ok(true) => {
+                    if !changed.contains(name) {
+                        changed.push(name.clone());
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(source = %name, "following the materialization group failed: {e}");
+                    view.error = Some(e.to_string());
+                    changed.push(name.clone());
+                    continue;
+                }
+            }
+            let caught = view.catch_up(ctx);
+            if view.restored() && !changed.contains(name) {
+                changed.push(name.clone());
+            }
+            match caught {
                 Ok(0) => {}
                 Ok(n) => {
                     consumed += n;
@@ -460,6 +764,45 @@ mod tests {
 
     fn bytes_of(v: Vec<u8>) -> bytes::Bytes {
         bytes::Bytes::from(v)
+    }
+
+    #[test]
+    fn giving_up_partitions_keeps_the_rows_of_the_others() {
+        let ctx = context();
+        ctx.execute(
+            "CREATE TABLE t (k INT PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON', partitions=3);
+             CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s', value_format='JSON', partitions=3);",
+        )
+        .expect("create");
+        for i in 0..30 {
+            ctx.execute(&format!(
+                "INSERT INTO t (k, v) VALUES ({i}, {i}); INSERT INTO s (k, v) VALUES ({i}, {i});"
+            ))
+            .expect("insert");
+        }
+        for name in ["T", "S"] {
+            let source = ctx.source(name).expect("source");
+            let mut view = View::open(&ctx, &source, 100, None).expect("view");
+            view.catch_up(&ctx).expect("catch up");
+            let before = view.snapshot().expect("snapshot");
+            assert_eq!(before.num_rows(), 30);
+            let partitions = |s: &Snapshot| {
+                let mut out = column_i64(s, "ROWPARTITION");
+                out.sort_unstable();
+                out.dedup();
+                out
+            };
+            assert_eq!(partitions(&before), vec![Some(0), Some(1), Some(2)]);
+            view.retain_partitions(&[0, 2]).expect("retain");
+            let after = view.snapshot().expect("snapshot");
+            assert_eq!(partitions(&after), vec![Some(0), Some(2)], "{name}");
+            let in_one = column_i64(&before, "ROWPARTITION")
+                .iter()
+                .filter(|p| **p == Some(1))
+                .count();
+            assert_eq!(after.num_rows(), 30 - in_one, "{name}");
+            assert!(in_one > 0);
+        }
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! `GET /projections/{name}/changes` follows changes as server-sent events
 //! (a push query from the latest offset: `header`, then `row` or `delete`
 //! events, then `end` or `error`).
+//!
+//! In a cluster a member materializes only its share of each source's
+//! partitions: `GET /projections` lists this member's share (`rows` counts
+//! it, `split` says which partitions), while `GET /projections/{name}`
+//! gathers every partition from their owners as pull queries do
+//! ([`crate::scatter`]). Changes come from a push query, which reads the
+//! topic itself and is whole anyway.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +64,11 @@ fn describe(s: &Snapshot) -> Value {
         "windowed": s.source.window.is_some(),
         "rows": s.num_rows(),
         "error": s.error,
+        "split": s.split.as_ref().map(|split| json!({
+            "partitions": split.partitions,
+            "owned": split.owned,
+            "restoring": split.restoring,
+        })),
         "columns": columns(s).into_iter().map(|(name, ty, key, _)| json!({
             "name": name, "type": ty, "key": key,
         })).collect::<Vec<_>>(),
@@ -88,6 +100,19 @@ pub async fn rows_of(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    // In a cluster, every partition's rows, from their owners.
+    let gathered = match snapshot(&state, &name) {
+        Ok(s) => match (state.materializer.scatter(), &s.split) {
+            (Some(scatter), Some(_)) => Some(
+                scatter
+                    .all_rows(&s)
+                    .await
+                    .map_err(|e| ServerError::Unavailable(e.0)),
+            ),
+            _ => None,
+        },
+        Err(e) => Some(Err(e)),
+    };
     let answer = (|| {
         let s = snapshot(&state, &name)?;
         let limit = match params.get("limit") {
@@ -97,7 +122,11 @@ pub async fn rows_of(
             None => DEFAULT_LIMIT,
         };
         let cols = columns(&s);
-        let mut batches: Vec<RecordBatch> = s.batches()?;
+        let mut batches: Vec<RecordBatch> = match gathered {
+            Some(rows) => rows?,
+            None => s.batches()?,
+        };
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if let Some(key) = params.get("key") {
             batches = lookup(&s, batches, key)?;
         }
@@ -117,7 +146,7 @@ pub async fn rows_of(
         }
         let mut body = describe(&s);
         body["rows"] = Value::Array(out);
-        body["totalRows"] = json!(s.num_rows());
+        body["totalRows"] = json!(total);
         Ok::<_, ServerError>(body)
     })();
     match answer {

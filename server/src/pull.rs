@@ -4,7 +4,9 @@
 //! scans, any predicate, `ORDER BY`, `LIMIT`, aggregates, joins between
 //! sources. Each query gets a fresh DataFusion `SessionContext` in which
 //! every source it names is a `MemTable` over one consistent set of
-//! [`Snapshot`]s.
+//! [`Snapshot`]s; in a cluster, where each member materializes a share of
+//! the partitions, a [`crate::scatter::ScatterTable`] that gathers them
+//! all from their owners.
 //!
 //! ksqlDB's dialect is kept by rewriting the statement before DataFusion
 //! plans it: unquoted identifiers are upper-cased (ksqlDB's names), `*`
@@ -303,18 +305,26 @@ pub async fn execute(
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let session = SessionContext::new_with_config(config);
     for s in &snapshots {
-        let table = MemTable::try_new(s.schema.clone(), vec![s.batches()?])
-            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let table: Arc<dyn datafusion::catalog::TableProvider> =
+            match (materializer.scatter(), &s.split) {
+                (Some(scatter), Some(_)) => scatter.table(s),
+                _ => Arc::new(
+                    MemTable::try_new(s.schema.clone(), vec![s.batches()?])
+                        .map_err(|e| ServerError::Internal(e.to_string()))?,
+                ),
+            };
         session
-            .register_table(
-                TableReference::bare(s.source.name.as_str()),
-                Arc::new(table),
-            )
+            .register_table(TableReference::bare(s.source.name.as_str()), table)
             .map_err(|e| ServerError::Internal(e.to_string()))?;
     }
     register_functions(ctx, &session, &mut query);
 
-    let fail = |e: datafusion::error::DataFusionError| statement(sql, e.to_string());
+    // Rows missing in a cluster (no owner, a member failing) are the
+    // server's trouble, not the statement's.
+    let fail = |e: datafusion::error::DataFusionError| match crate::scatter::scatter_error(&e) {
+        Some(missing) => ServerError::Unavailable(missing.0),
+        None => statement(sql, e.to_string()),
+    };
     let plan = session
         .state()
         .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(query))))
