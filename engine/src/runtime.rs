@@ -341,18 +341,20 @@ impl Runtime {
             *distributed = kept;
             gone
         };
+        let found = !removed.is_empty();
+        for q in removed {
+            q.delete_checkpoints();
+        }
+        // Deleted once nothing here reads or writes them. Every member
+        // deletes them; the first one does.
         for topic in &stages.topics {
-            // Every member deletes them; the first one does.
             if self.backend.describe_topic(topic).is_some()
                 && let Err(e) = self.backend.delete_topic(topic)
             {
                 tracing::warn!(query = %id, "deleting internal topic {topic}: {e}");
             }
         }
-        if !removed.is_empty() {
-            for q in removed {
-                q.delete_checkpoints();
-            }
+        if found {
             return true;
         }
         let mut queries = self.queries.lock();

@@ -81,7 +81,7 @@ impl Operator for ReplayFilter {
         self.schema.clone()
     }
 
-    fn process(&mut self, input: ChangeBatch, _ctx: &OperatorContext) -> Result<ChangeBatch> {
+    fn process(&mut self, input: ChangeBatch, ctx: &OperatorContext) -> Result<ChangeBatch> {
         let partitions: &Int32Array = column(&input.data, ROWPARTITION)?;
         let offsets: &Int64Array = column(&input.data, ROWOFFSET)?;
         let mut keep = Vec::with_capacity(input.num_rows());
@@ -95,9 +95,12 @@ impl Operator for ReplayFilter {
             }
             keep.push(new);
         }
-        if keep.iter().all(|k| *k) {
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped == 0 {
             return Ok(input);
         }
+        // Only after a failover of the re-keying stage: worth a line.
+        tracing::info!(query = %ctx.query_id, dropped, total = self.dropped, "replayed records dropped");
         input.filter(&BooleanArray::from(keep))
     }
 
