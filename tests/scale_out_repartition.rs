@@ -37,6 +37,16 @@ const QUERY: &str = "CTAS_TEAMS_0";
 const STAGE: &str = "CTAS_TEAMS_0-repartition";
 const SERVICE: &str = "regroup_";
 
+/// One test at a time: each runs a broker and two servers on a small
+/// machine, and the failover test's timing should not suffer from the other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Keyed by player, grouped by team.
 const QUERIES: &str = "
 CREATE STREAM plays (player STRING KEY, team STRING, points INT)
@@ -295,6 +305,7 @@ fn ksql(port: u16, statement: &str) -> Value {
 #[test]
 fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_and_doubles_nothing()
 {
+    let _serial = serial();
     let events: u64 = std::env::var("SLUICE_SCALE_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -466,6 +477,73 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     let _ = std::fs::remove_dir_all(&work);
 }
 
+/// What a command topic will make every member do: each terminates the
+/// query, one after the other, while the other may still run its stages;
+/// both should stay up and the internal topic go.
+///
+/// Known failure, kept as its reproducer: the second member dies with
+/// SIGSEGV inside librdkafka (2.12.1) as soon as the first deletes the
+/// topic while its consumers are attached. Tansu answers the metadata
+/// request for the deleted topic with neither name nor id, and
+/// `rd_kafka_metadata_update_op` looks the null name up with `strcmp`
+/// (`rdkafka_metadata.c`, thread `rdk:main`; backtrace taken under gdb).
+/// A lone member is safe: it drops its consumers before it deletes.
+#[test]
+#[ignore = "known failure on Tansu: deleting a topic another member still reads crashes that member in librdkafka"]
+fn terminating_on_every_member_deletes_the_repartition_topic_and_keeps_them_up() {
+    let _serial = serial();
+    let broker = TansuBroker::start().expect("a Tansu broker");
+    let bootstrap = broker.bootstrap_servers();
+    let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
+    topics.create_topic("plays", PARTITIONS, 1).expect("input");
+    let work = work_dir_with_queries("regroup-terminate", "plays.sql", QUERIES);
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = start(&bootstrap, &work, "a", port_a);
+    let mut b = start(&bootstrap, &work, "b", port_b);
+    for port in [port_a, port_b] {
+        wait_for("a server", &work, Duration::from_secs(60), || healthy(port));
+    }
+    let host_b = format!("127.0.0.1:{port_b}");
+    wait_for(
+        "b to run both stages",
+        &work,
+        Duration::from_secs(60),
+        || owns(port_a, &host_b, QUERY) == 3 && owns(port_a, &host_b, STAGE) == 3,
+    );
+    topics
+        .produce("plays", (0..20_000).map(record).collect())
+        .expect("produce");
+    let want = expected(20_000);
+    settle(port_a, &want, Duration::from_secs(60));
+    for port in [port_a, port_b] {
+        let terminated = ksql(port, &format!("TERMINATE {QUERY};"));
+        assert_eq!(
+            terminated[0]["commandStatus"]["status"],
+            "SUCCESS",
+            "TERMINATE on {port}: {terminated}\n{}",
+            logs(&work)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    wait_for(
+        "the repartition topic to be deleted",
+        &work,
+        Duration::from_secs(30),
+        || topics.describe_topic(&repartition_topic()).is_none(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    for (name, server) in [("a", &mut a), ("b", &mut b)] {
+        assert!(
+            matches!(server.0.try_wait(), Ok(None)),
+            "server {name} died: {:?}\n{}",
+            server.0.try_wait(),
+            logs(&work)
+        );
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
 /// Records the servers on `ports` have read in the aggregate stage (each
 /// event once, through the repartition topic), summed.
 fn aggregated(ports: &[u16]) -> u64 {
@@ -485,6 +563,7 @@ fn aggregated(ports: &[u16]) -> u64 {
 #[test]
 #[ignore = "a measurement, not a check: see the module documentation"]
 fn throughput_of_one_and_of_two_servers() {
+    let _serial = serial();
     let events: u64 = std::env::var("SLUICE_SCALE_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
