@@ -25,8 +25,8 @@ pub const SOURCE_PARTITION_HEADER: &str = "sluice.source.partition";
 pub const SOURCE_OFFSET_HEADER: &str = "sluice.source.offset";
 
 /// The sink of a repartition stage: rows are the result's key (the
-/// GROUP BY values, so records land on the partition their group's result
-/// is written to), the source's value columns, then the source's key
+/// GROUP BY values, so records of one group land on one partition), the
+/// source's value columns, then the source's key
 /// columns. The source key goes to a header with the source record's
 /// partition and offset, so the next stage reads each record as the one
 /// it came from and can tell a replayed record from a new one.

@@ -16,7 +16,8 @@
 //! second stage reads it as the source record itself, so ROWTIME, a
 //! TIMESTAMP column, ROWPARTITION and ROWOFFSET mean what they meant. Its
 //! key is the GROUP BY values encoded as the result's key is, so the group
-//! lands on the partition its result row is written to.
+//! lands on the partition its result row is written to (when the result is
+//! unwindowed and has as many partitions as the input).
 
 use std::sync::Arc;
 
