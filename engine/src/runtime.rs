@@ -7,6 +7,7 @@
 //! [`StepObserver`]s run after every pass on the same thread, so what they
 //! read from topics is never half of a query's output batch.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -59,6 +60,9 @@ pub struct QueryExplanation {
     /// The operators after the joins, before the sink.
     pub operators: Vec<&'static str>,
     pub metrics: QueryMetrics,
+    /// The stages that run before this one and feed it through internal
+    /// topics (a repartitioned aggregate's re-keying), in order.
+    pub stages: Vec<QueryExplanation>,
 }
 
 fn query_metrics(q: &PersistentQuery) -> QueryMetrics {
@@ -91,6 +95,18 @@ pub struct Runtime {
     /// are shared with the other members.
     cluster: Mutex<Option<ClusterConfig>>,
     distributed: Mutex<Vec<DistributedQuery>>,
+    /// The stages and internal topics of distributed queries that run in
+    /// several stages, by the id of the query they make up.
+    staged: Mutex<BTreeMap<String, Stages>>,
+}
+
+/// What a query run in stages owns besides its last stage (which has the
+/// query's id): the ids of the stages before it and the internal topics
+/// between them, deleted with the query.
+#[derive(Debug, Clone, Default)]
+struct Stages {
+    upstream: Vec<String>,
+    topics: Vec<String>,
 }
 
 /// This server's share of one distributed query ([`Runtime::cluster_shares`]).
@@ -144,6 +160,7 @@ impl Runtime {
             checkpoints: Mutex::new(None),
             cluster: Mutex::new(None),
             distributed: Mutex::new(Vec::new()),
+            staged: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -174,6 +191,48 @@ impl Runtime {
             self.log.clone(),
         )?;
         self.distributed.lock().push(query);
+        Ok(())
+    }
+
+    /// Adds a distributed query that runs in stages connected by internal
+    /// `topics` (which the caller created): each of `upstream` feeds the
+    /// next, the last feeds `last`, whose plan has the query's id. Removing
+    /// the query removes every stage and deletes the topics. Nothing is
+    /// added when a stage fails to start.
+    pub fn add_distributed_stages(
+        &self,
+        upstream: Vec<(PlanFactory, bool)>,
+        last: (PlanFactory, bool),
+        topics: Vec<String>,
+    ) -> Result<()> {
+        let Some(config) = self.cluster_config() else {
+            return Err(crate::EngineError::Execution(
+                "this server is not a cluster member".into(),
+            ));
+        };
+        let mut started = Vec::with_capacity(upstream.len() + 1);
+        for (factory, partition_local) in upstream.into_iter().chain(std::iter::once(last)) {
+            // Dropping the stages started so far leaves their groups.
+            started.push(DistributedQuery::start(
+                factory,
+                partition_local,
+                &config,
+                self.backend.clone(),
+                self.log.clone(),
+            )?);
+        }
+        let Some(query) = started.last() else {
+            return Ok(());
+        };
+        let stages = Stages {
+            upstream: started[..started.len() - 1]
+                .iter()
+                .map(|s| s.id().to_string())
+                .collect(),
+            topics,
+        };
+        self.staged.lock().insert(query.id().to_string(), stages);
+        self.distributed.lock().extend(started);
         Ok(())
     }
 
@@ -273,12 +332,30 @@ impl Runtime {
     /// Stops and removes a query, forgetting its checkpoints (it will not
     /// resume); false if there was none with that id.
     pub fn remove(&self, id: &str) -> bool {
-        {
+        let stages = self.staged.lock().remove(id).unwrap_or_default();
+        let removed: Vec<DistributedQuery> = {
             let mut distributed = self.distributed.lock();
-            if let Some(at) = distributed.iter().position(|q| q.id() == id) {
-                distributed.remove(at).delete_checkpoints();
-                return true;
+            let (gone, kept) = std::mem::take(&mut *distributed)
+                .into_iter()
+                .partition(|q| q.id() == id || stages.upstream.iter().any(|s| s == q.id()));
+            *distributed = kept;
+            gone
+        };
+        let found = !removed.is_empty();
+        for q in removed {
+            q.delete_checkpoints();
+        }
+        // Deleted once nothing here reads or writes them. Every member
+        // deletes them; the first one does.
+        for topic in &stages.topics {
+            if self.backend.describe_topic(topic).is_some()
+                && let Err(e) = self.backend.delete_topic(topic)
+            {
+                tracing::warn!(query = %id, "deleting internal topic {topic}: {e}");
             }
+        }
+        if found {
+            return true;
         }
         let mut queries = self.queries.lock();
         let Some(at) = queries.iter().position(|q| q.id() == id) else {
@@ -301,12 +378,23 @@ impl Runtime {
             .iter()
             .map(|q| (q.id().to_string(), q.state().clone()))
             .collect();
-        states.extend(
-            self.distributed
-                .lock()
-                .iter()
-                .map(|q| (q.id().to_string(), q.state())),
-        );
+        let distributed: Vec<(String, QueryState)> = self
+            .distributed
+            .lock()
+            .iter()
+            .map(|q| (q.id().to_string(), q.state()))
+            .collect();
+        // A query run in stages is as healthy as its sickest stage.
+        let staged = self.staged.lock();
+        for (id, state) in &distributed {
+            let failed_upstream = staged.get(id).and_then(|s| {
+                distributed
+                    .iter()
+                    .find(|(other, st)| s.upstream.contains(other) && *st != QueryState::Running)
+                    .map(|(_, st)| st.clone())
+            });
+            states.push((id.clone(), failed_upstream.unwrap_or_else(|| state.clone())));
+        }
         states
     }
 
@@ -334,10 +422,30 @@ impl Runtime {
         metrics
     }
 
-    /// The plan and counters of the query `id`, if it runs.
+    /// The plan and counters of the query `id`, if it runs, with the
+    /// stages before it when it runs in several.
     pub fn explain(&self, id: &str) -> Option<QueryExplanation> {
+        let upstream = self
+            .staged
+            .lock()
+            .get(id)
+            .map(|s| s.upstream.clone())
+            .unwrap_or_default();
         let queries = self.queries.lock();
         let distributed = self.distributed.lock();
+        let mut explanation = Self::explain_one(&queries, &distributed, id)?;
+        explanation.stages = upstream
+            .iter()
+            .filter_map(|stage| Self::explain_one(&queries, &distributed, stage))
+            .collect();
+        Some(explanation)
+    }
+
+    fn explain_one(
+        queries: &[PersistentQuery],
+        distributed: &[DistributedQuery],
+        id: &str,
+    ) -> Option<QueryExplanation> {
         let (q, metrics) = match queries.iter().find(|q| q.id() == id) {
             Some(q) => (q, query_metrics(q)),
             None => {
@@ -365,6 +473,7 @@ impl Runtime {
                 .collect(),
             operators: names(&plan.operators),
             metrics,
+            stages: Vec::new(),
         })
     }
 

@@ -17,15 +17,25 @@ fn source_summary(s: &DataSource) -> Value {
 }
 
 /// A query's operators, one stage a line: each input from its topic, the
-/// joins, then what runs before the sink.
+/// joins, then what runs before the sink. A query run in stages (a
+/// repartitioned aggregate) lists the stages before it first, each with
+/// the internal topic it writes.
 fn execution_plan(plan: &sluice_engine::runtime::QueryExplanation) -> String {
     let chain = |ops: &[&str]| ops.iter().map(|op| format!(" -> {op}")).collect::<String>();
-    let mut lines: Vec<String> = plan
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, (topic, ops))| format!("input {i}: topic {topic}{}", chain(ops)))
-        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    for stage in &plan.stages {
+        lines.push(format!("stage {}:", stage.metrics.id));
+        lines.extend(execution_plan(stage).lines().map(|l| format!("  {l}")));
+    }
+    if !plan.stages.is_empty() {
+        lines.push(format!("stage {}:", plan.metrics.id));
+    }
+    lines.extend(
+        plan.inputs
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, ops))| format!("input {i}: topic {topic}{}", chain(ops))),
+    );
     for (i, (join, ops)) in plan.joins.iter().enumerate() {
         lines.push(format!("join {i}: {join}{}", chain(ops)));
     }

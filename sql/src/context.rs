@@ -48,6 +48,7 @@ use crate::{not_supported, statement_err};
 mod commands;
 pub use commands::APPLY_TIMEOUT;
 use commands::{Commands, Outcome};
+pub mod repartition;
 
 /// Property switching on ksqlDB's newer planner rules for key columns.
 pub const NEW_QUERY_PLANNER: &str = "ksql.new.query.planner.enabled";
@@ -784,7 +785,10 @@ impl KsqlContext {
         query: &Query,
         sink_name: &str,
     ) -> Result<()> {
-        if self.runtime.cluster_config().is_some() {
+        if let Some(config) = self.runtime.cluster_config() {
+            if self.start_repartitioned(query_id, &planned, sink, query, sink_name, &config)? {
+                return Ok(());
+            }
             let partition_local = planned.partition_local;
             let factory = self.plan_factory(query_id, &planned, sink, query, sink_name);
             self.runtime.add_distributed(factory, partition_local)?;
@@ -1308,6 +1312,7 @@ pub fn source_spec(source: &DataSource) -> Result<SourceSpec> {
         is_table: source.kind == SourceKind::Table,
         timestamp: timestamp_source(position, source.timestamp_format.as_deref())?,
         window: source.window,
+        repartitioned: false,
     })
 }
 
@@ -1650,6 +1655,7 @@ fn query_plan(
             window: sink.window,
             timestamp: sink_timestamp,
             computed_key: planned.computed_key,
+            repartition: None,
         },
     };
     Ok(plan)

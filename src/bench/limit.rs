@@ -23,6 +23,7 @@ pub fn decode_limit_seconds(schema: LogicalSchema, records: &[Record], batch: us
         is_table: false,
         timestamp: TimestampSource::RecordTime,
         window: None,
+        repartitioned: false,
     };
     let consumed: Vec<_> = records
         .iter()

@@ -87,6 +87,7 @@ fn json_decode(c: &mut Criterion) {
         is_table: false,
         timestamp: TimestampSource::RecordTime,
         window: None,
+        repartitioned: false,
     };
     let records: Vec<ConsumedRecord> = (0..BATCH)
         .map(|i| ConsumedRecord {

@@ -138,7 +138,38 @@ impl TopicBackend for EmbeddedTopics {
     fn consumer(&self, topic: &str) -> Result<Box<dyn TopicConsumer>> {
         let topic = self.topic(topic)?;
         let positions = vec![0; topic.partitions.len()];
-        Ok(Box::new(EmbeddedConsumer { topic, positions }))
+        let assigned = (0..topic.partitions.len()).collect();
+        Ok(Box::new(EmbeddedConsumer {
+            topic,
+            positions,
+            assigned,
+        }))
+    }
+
+    fn partition_consumer(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Box<dyn TopicConsumer>> {
+        let topic = self.topic(topic)?;
+        let mut assigned = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            match usize::try_from(*p) {
+                Ok(i) if i < topic.partitions.len() => assigned.push(i),
+                _ => {
+                    return Err(EngineError::UnknownPartition {
+                        topic: topic.name.to_string(),
+                        partition: *p,
+                    });
+                }
+            }
+        }
+        let positions = vec![0; topic.partitions.len()];
+        Ok(Box::new(EmbeddedConsumer {
+            topic,
+            positions,
+            assigned,
+        }))
     }
 
     fn wait_for_data(&self, timeout: Duration) {
@@ -158,10 +189,13 @@ fn describe(topic: &Topic) -> TopicDescription {
     }
 }
 
-/// Reads all partitions of one topic.
+/// Reads the assigned partitions of one topic (all, unless opened by
+/// [`TopicBackend::partition_consumer`]).
 struct EmbeddedConsumer {
     topic: Arc<Topic>,
+    /// Per partition of the topic; only assigned ones move.
     positions: Vec<usize>,
+    assigned: Vec<usize>,
 }
 
 impl TopicConsumer for EmbeddedConsumer {
@@ -172,10 +206,10 @@ impl TopicConsumer for EmbeddedConsumer {
         let logs: Vec<_> = self.topic.partitions.iter().map(|p| p.read()).collect();
         let mut out = Vec::new();
         while out.len() < max {
-            let oldest = logs
+            let oldest = self
+                .assigned
                 .iter()
-                .enumerate()
-                .filter_map(|(p, log)| log.get(self.positions[p]).map(|r| (r.timestamp, p)))
+                .filter_map(|p| logs[*p].get(self.positions[*p]).map(|r| (r.timestamp, *p)))
                 .min();
             let Some((_, p)) = oldest else {
                 break;
@@ -193,16 +227,16 @@ impl TopicConsumer for EmbeddedConsumer {
     }
 
     fn positions(&self) -> Vec<(i32, i64)> {
-        self.positions
+        self.assigned
             .iter()
-            .enumerate()
-            .map(|(p, o)| (p as i32, *o as i64))
+            .map(|p| (*p as i32, self.positions[*p] as i64))
             .collect()
     }
 
     fn seek(&mut self, partition: i32, offset: i64) -> Result<()> {
         let slot = usize::try_from(partition)
             .ok()
+            .filter(|p| self.assigned.contains(p))
             .and_then(|p| self.positions.get_mut(p))
             .ok_or_else(|| EngineError::UnknownPartition {
                 topic: self.topic.name.to_string(),
@@ -213,11 +247,12 @@ impl TopicConsumer for EmbeddedConsumer {
     }
 
     fn lag(&self) -> u64 {
-        self.topic
-            .partitions
+        self.assigned
             .iter()
-            .zip(&self.positions)
-            .map(|(p, pos)| p.read().len().saturating_sub(*pos) as u64)
+            .map(|p| {
+                let end = self.topic.partitions[*p].read().len();
+                end.saturating_sub(self.positions[*p]) as u64
+            })
             .sum()
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Every operator consumes and produces [`ChangeBatch`]es. One file per
 //! operator: [`filter`], [`projection`], [`explode`], [`group_aggregate`],
-//! the window aggregates, and the joins ([`JoinOperator`]s with two
-//! inputs: [`stream_stream_join`], [`stream_table_join`],
+//! [`replay_filter`], the window aggregates, and the joins
+//! ([`JoinOperator`]s with two inputs: [`stream_stream_join`], [`stream_table_join`],
 //! [`table_table_join`], [`foreign_key_join`], sharing [`join_rows`]).
 
 pub mod accumulators;
@@ -14,6 +14,7 @@ pub mod group_aggregate;
 pub mod group_states;
 pub mod join_rows;
 pub mod projection;
+pub mod replay_filter;
 pub mod session_window_aggregate;
 pub mod state;
 #[cfg(test)]

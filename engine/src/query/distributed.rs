@@ -5,10 +5,11 @@
 //! The query is cut into units whose state never depends on another's
 //! input. A partition-local query (stateless, or aggregating by the key its
 //! input is partitioned by) has one unit per input partition, each a
-//! [`PersistentQuery`] of its own plan reading that partition only. Any
-//! other query (joins, grouping by another column) is one unit reading
-//! everything, run by the member that owns partition 0: exact without a
-//! repartition topic, but not spread.
+//! [`PersistentQuery`] of its own plan reading that partition only (the
+//! planner also counts a stream-table join on both keys, and each stage of
+//! a repartitioned aggregate). Any other query is one unit reading
+//! everything, run by the member that owns partition 0: exact, but not
+//! spread.
 //!
 //! Each unit checkpoints under `<shared dir>/<query id>/<unit>`, a
 //! directory every server reaches. When the group revokes partitions the

@@ -95,6 +95,11 @@ pub struct SourceSpec {
     pub timestamp: TimestampSource,
     /// Set for windowed sources: keys carry their window.
     pub window: Option<WindowType>,
+    /// The topic is a repartition topic ([`sink::RepartitionSink`]): each
+    /// record's headers carry the key, partition and offset of the source
+    /// record it was made from, which become the row's key, `ROWPARTITION`
+    /// and `ROWOFFSET`.
+    pub repartitioned: bool,
 }
 
 /// The sink side of a query: the operators' output schema must be the
@@ -113,6 +118,9 @@ pub struct SinkSpec {
     /// The query computed the key (PARTITION BY, joins) rather than
     /// passing a record's key on: all-null keys are still written.
     pub computed_key: bool,
+    /// Set for the first stage of a repartitioned aggregate: every record
+    /// also carries its source record's key, partition and offset.
+    pub repartition: Option<sink::RepartitionSink>,
 }
 
 /// One input of a query: a source topic and the operators that prepare

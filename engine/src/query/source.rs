@@ -1,4 +1,8 @@
 //! Turns consumed records into a [`ChangeBatch`] of the source schema.
+//!
+//! Records of a repartition topic are read as the source records they
+//! were made from: key, partition and offset come from their headers
+//! (see [`super::sink::RepartitionSink`]).
 
 use std::sync::Arc;
 
@@ -32,8 +36,19 @@ pub fn decode(
 
     for consumed in records {
         let record = &consumed.record;
+        let (key, partition, offset) = if spec.repartitioned {
+            match provenance(record) {
+                Ok(p) => p,
+                Err(message) => {
+                    log_record(ctx, consumed, ProcessingErrorKind::Deserialization, message);
+                    continue;
+                }
+            }
+        } else {
+            (record.key.as_deref(), consumed.partition, consumed.offset)
+        };
         // Windowed key, key and value: any failure skips the record, once.
-        let decoded = split_window(spec, record.key.as_deref()).and_then(|(key_bytes, window)| {
+        let decoded = split_window(spec, key).and_then(|(key_bytes, window)| {
             let mut row = spec.codec.decode_key(key_bytes)?;
             match &record.value {
                 Some(v) => row.extend(spec.codec.decode_value(v)?),
@@ -75,8 +90,8 @@ pub fn decode(
             column.push(value);
         }
         rowtimes.push(rowtime);
-        partitions.push(consumed.partition);
-        offsets.push(consumed.offset);
+        partitions.push(partition);
+        offsets.push(offset);
         tombstones.push(record.value.is_none());
         let (start, end) = window.unwrap_or((0, 0));
         window_starts.push(start);
@@ -103,6 +118,34 @@ pub fn decode(
         data,
         BooleanArray::from(tombstones),
     ))
+}
+
+/// The key, partition and offset of the source record a repartition
+/// record was made from, as its headers hold them.
+fn provenance(
+    record: &crate::topic::Record,
+) -> std::result::Result<(Option<&[u8]>, i32, i64), String> {
+    use super::sink::{SOURCE_KEY_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER};
+    let header = |name: &str| {
+        record
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    };
+    let partition = header(SOURCE_PARTITION_HEADER)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(i32::from_be_bytes);
+    let offset = header(SOURCE_OFFSET_HEADER)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes);
+    match (partition, offset) {
+        (Some(p), Some(o)) => Ok((header(SOURCE_KEY_HEADER), p, o)),
+        _ => Err(
+            "Record dropped: a repartition record without its source partition and offset headers"
+                .into(),
+        ),
+    }
 }
 
 /// Key bytes and, for windowed sources, the window's start and end.

@@ -118,6 +118,10 @@ impl PlanContext<'_> {
         let mut planned_inputs: Vec<PlannedInput> = Vec::new();
         let mut stages: Vec<JoinStage> = Vec::new();
         let mut joined: Option<Joined> = None;
+        // Whether each input partition can be joined on its own: a stream
+        // joined on its key with a table on its primary key, both keys
+        // written alike, so that a key is in the same partition of both.
+        let mut per_partition = query.joins.len() == 1;
         for (k, join) in query.joins.iter().enumerate() {
             let right = &inputs[k + 1];
             let left_aliases: Vec<&str> = inputs[..=k].iter().map(|i| i.alias.as_str()).collect();
@@ -158,6 +162,7 @@ impl PlanContext<'_> {
             let mut foreign_key = false;
             let result_kind = match (left_kind, right_kind) {
                 (SourceKind::Stream, SourceKind::Stream) => {
+                    per_partition = false;
                     if join.within.is_none() {
                         return statement_err!(
                             "Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn about how to specify a WITHIN clause with a stream-stream join, please visit: https://docs.confluent.io/current/ksql/docs/syntax-reference.html#create-stream-as-select"
@@ -189,6 +194,10 @@ impl PlanContext<'_> {
                             "Invalid join condition: stream-table joins require to join on the table's primary key. Got {left_text} = {right_text}."
                         );
                     }
+                    per_partition &= joined.is_none()
+                        && is_key_of(&left_expr, &inputs[0])
+                        && inputs[0].source.key_format == right.source.key_format
+                        && inputs[0].source.window.is_none();
                     SourceKind::Stream
                 }
                 (SourceKind::Table, SourceKind::Stream) => {
@@ -197,6 +206,7 @@ impl PlanContext<'_> {
                     );
                 }
                 (SourceKind::Table, SourceKind::Table) => {
+                    per_partition = false;
                     if join.within.is_some() {
                         return statement_err!(
                             "A window definition was provided for a Table-Table join. These joins are not windowed. Please drop the window definition (i.e. the WITHIN clause) and try to execute your Table-Table join again."
@@ -471,7 +481,8 @@ impl PlanContext<'_> {
             kind: joined.kind,
             window: None,
             computed_key: true,
-            partition_local: false,
+            // Stateless after the join (a PARTITION BY only re-keys).
+            partition_local: per_partition,
         })
     }
 
@@ -1352,4 +1363,76 @@ fn expand_join_select(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::execution::session_state::SessionStateBuilder;
+    use sluice_connectors::embedded::EmbeddedTopics;
+
+    use crate::catalog::Catalog;
+    use crate::context::KsqlContext;
+    use crate::functions::FunctionRegistry;
+    use crate::parser::{Statement, parse_statements};
+    use crate::planner::PlanContext;
+
+    #[test]
+    fn a_stream_table_join_on_both_keys_alike_runs_per_partition() {
+        let context = KsqlContext::with_backend(Arc::new(EmbeddedTopics::new()), 64);
+        context
+            .execute(
+                "CREATE STREAM plays (player STRING KEY, team STRING, points INT)
+                   WITH (kafka_topic='plays', value_format='JSON', partitions=3);
+                 CREATE TABLE players (player STRING PRIMARY KEY, country STRING)
+                   WITH (kafka_topic='players', value_format='JSON', partitions=3);
+                 CREATE TABLE teams (team STRING PRIMARY KEY, city STRING)
+                   WITH (kafka_topic='teams', value_format='JSON', partitions=3);
+                 CREATE TABLE jplayers (player STRING PRIMARY KEY, country STRING)
+                   WITH (kafka_topic='jplayers', format='JSON', partitions=3);",
+            )
+            .expect("sources");
+        let mut catalog = Catalog::default();
+        for source in context.sources() {
+            catalog.put_source(source.as_ref().clone());
+        }
+        let state = SessionStateBuilder::new().with_default_features().build();
+        let functions = FunctionRegistry::new(&state);
+        let planner = PlanContext {
+            catalog: &catalog,
+            functions: &functions,
+            state: &state,
+            new_planner: false,
+            flush_interval: None,
+            topics: Some(context.backend().as_ref()),
+            transient: false,
+        };
+        let per_partition = |sql: &str| {
+            let parsed = parse_statements(sql).expect("parse");
+            let Statement::CreateAsSelect(c) = &parsed[0].statement else {
+                panic!("not a CSAS");
+            };
+            planner.plan(&c.query, "X").expect("plan").partition_local
+        };
+        assert!(per_partition(
+            "CREATE STREAM x AS SELECT p.player, p.points, c.country
+             FROM plays p JOIN players c ON p.player = c.player;"
+        ));
+        // The stream side is re-keyed by the join: its rows move.
+        assert!(!per_partition(
+            "CREATE STREAM x AS SELECT p.team, p.points, t.city
+             FROM plays p JOIN teams t ON p.team = t.team;"
+        ));
+        // Keys written differently (KAFKA and JSON) land apart.
+        assert!(!per_partition(
+            "CREATE STREAM x AS SELECT p.player, p.points, c.country
+             FROM plays p JOIN jplayers c ON p.player = c.player;"
+        ));
+        // An aggregate over the join keeps its state whole.
+        assert!(!per_partition(
+            "CREATE TABLE x AS SELECT p.player, COUNT(*) AS n
+             FROM plays p JOIN players c ON p.player = c.player GROUP BY p.player;"
+        ));
+    }
 }

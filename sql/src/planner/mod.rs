@@ -9,6 +9,7 @@
 
 pub mod expr;
 mod join;
+mod repartition;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
