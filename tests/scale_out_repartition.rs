@@ -515,16 +515,22 @@ fn terminating_on_every_member_deletes_the_repartition_topic_and_keeps_them_up()
         .expect("produce");
     let want = expected(20_000);
     settle(port_a, &want, Duration::from_secs(60));
-    for port in [port_a, port_b] {
-        let terminated = ksql(port, &format!("TERMINATE {QUERY};"));
-        assert_eq!(
-            terminated[0]["commandStatus"]["status"],
-            "SUCCESS",
-            "TERMINATE on {port}: {terminated}\n{}",
-            logs(&work)
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    // Sent to one member, the command topic has every member apply it.
+    let terminated = ksql(port_a, &format!("TERMINATE {QUERY};"));
+    assert_eq!(
+        terminated[0]["commandStatus"]["status"],
+        "SUCCESS",
+        "TERMINATE: {terminated}\n{}",
+        logs(&work)
+    );
+    wait_for(
+        "b to terminate the query too",
+        &work,
+        Duration::from_secs(30),
+        || {
+            get(port_b, "/clusterStatus").is_some_and(|s| !s.contains(&format!("\"{QUERY}\"")))
+        },
+    );
     wait_for(
         "the repartition topic to be deleted",
         &work,
