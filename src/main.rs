@@ -325,6 +325,10 @@ fn serve(
             &cluster.advertised_url,
         )
         .context("joining the cluster")?;
+        // Topics a statement leaves unused are deleted once every member
+        // has let go of them, as their heartbeats tell.
+        members.watch_commands(&ctx);
+        ctx.set_release_gate(members.clone());
         state = state.with_cluster(members);
         // The catalog as the cluster has it, before --queries adds to it.
         let topic = sluice_sql::command_topic::command_topic_name(service_id);

@@ -330,8 +330,29 @@ impl Runtime {
     }
 
     /// Stops and removes a query, forgetting its checkpoints (it will not
-    /// resume); false if there was none with that id.
+    /// resume), and deletes the internal topics it ran through; false if
+    /// there was none with that id.
     pub fn remove(&self, id: &str) -> bool {
+        let Some(topics) = self.remove_keeping_topics(id) else {
+            return false;
+        };
+        // Nothing here reads or writes them any more.
+        for topic in &topics {
+            if self.backend.describe_topic(topic).is_some()
+                && let Err(e) = self.backend.delete_topic(topic)
+            {
+                tracing::warn!(query = %id, "deleting internal topic {topic}: {e}");
+            }
+        }
+        true
+    }
+
+    /// Stops and removes a query, forgetting its checkpoints, and returns
+    /// the internal topics it ran through, which nothing here uses any
+    /// more, for the caller to delete when no one else uses them either
+    /// (other cluster members may still run the query); `None` if there
+    /// was no query with that id.
+    pub fn remove_keeping_topics(&self, id: &str) -> Option<Vec<String>> {
         let stages = self.staged.lock().remove(id).unwrap_or_default();
         let removed: Vec<DistributedQuery> = {
             let mut distributed = self.distributed.lock();
@@ -342,32 +363,23 @@ impl Runtime {
             gone
         };
         let found = !removed.is_empty();
+        // Dropped here, so their consumers have left the topics when this
+        // returns.
         for q in removed {
             q.delete_checkpoints();
         }
-        // Deleted once nothing here reads or writes them. Every member
-        // deletes them; the first one does.
-        for topic in &stages.topics {
-            if self.backend.describe_topic(topic).is_some()
-                && let Err(e) = self.backend.delete_topic(topic)
-            {
-                tracing::warn!(query = %id, "deleting internal topic {topic}: {e}");
-            }
-        }
         if found {
-            return true;
+            return Some(stages.topics);
         }
         let mut queries = self.queries.lock();
-        let Some(at) = queries.iter().position(|q| q.id() == id) else {
-            return false;
-        };
+        let at = queries.iter().position(|q| q.id() == id)?;
         let query = queries.remove(at);
         if let Some(store) = query.checkpoint_store()
             && let Err(e) = store.delete()
         {
             tracing::warn!(query = %id, "deleting its checkpoints: {e}");
         }
-        true
+        Some(stages.topics)
     }
 
     /// The state of every query, by id.

@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_engine::runtime::Runtime;
 use sluice_engine::topic::{Partitioning, Record, TopicBackend, TopicConsumer};
+use sluice_sql::KsqlContext;
+use sluice_sql::context::ReleaseGate;
 
 use crate::AppState;
 use crate::error::ServerError;
@@ -52,6 +54,10 @@ pub struct Heartbeat {
     /// What the member materializes for pull queries.
     #[serde(default)]
     pub materialized: Vec<MaterializedShare>,
+    /// The offset of the last command of the command topic the member has
+    /// applied (none yet, or a member from before it was published).
+    #[serde(default)]
+    pub last_command: Option<i64>,
 }
 
 /// The partitions of one source's topic a member materializes.
@@ -86,6 +92,8 @@ pub struct Members {
     mourned: Mutex<BTreeMap<String, i64>>,
     /// The pull-query projections whose shares heartbeats publish.
     materializer: OnceLock<Weak<Materializer>>,
+    /// The catalog whose applied commands heartbeats publish.
+    commands: OnceLock<Weak<KsqlContext>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -140,6 +148,7 @@ impl Members {
             seen: Mutex::new(BTreeMap::new()),
             mourned: Mutex::new(BTreeMap::new()),
             materializer: OnceLock::new(),
+            commands: OnceLock::new(),
         });
         let weak = Arc::downgrade(&members);
         std::thread::Builder::new()
@@ -160,6 +169,21 @@ impl Members {
     /// its groups with the queries'.
     pub fn watch_materializer(&self, materializer: &Arc<Materializer>) {
         let _ = self.materializer.set(Arc::downgrade(materializer));
+    }
+
+    /// Publishes in the heartbeats how far `ctx` has applied the command
+    /// topic, so a member deleting a topic knows when the others are done
+    /// with it ([`Self::released`]).
+    pub fn watch_commands(&self, ctx: &Arc<KsqlContext>) {
+        let _ = self.commands.set(Arc::downgrade(ctx));
+    }
+
+    /// Whether every live member, this one included, has applied command
+    /// `offset` and reports none of `topics` in use: no query share read
+    /// from them, no materialized share of them. A member that does not
+    /// publish its commands (an older one) never releases a topic.
+    pub fn released(&self, offset: i64, topics: &[String]) -> bool {
+        released_by(&self.heartbeats(), now_ms(), offset, topics)
     }
 
     fn materializer(&self) -> Option<Arc<Materializer>> {
@@ -194,6 +218,11 @@ impl Members {
                     restoring: split.restoring,
                 })
                 .collect(),
+            last_command: self
+                .commands
+                .get()
+                .and_then(Weak::upgrade)
+                .and_then(|ctx| ctx.last_applied_command()),
         }
     }
 
@@ -348,6 +377,25 @@ impl Members {
     }
 }
 
+impl ReleaseGate for Members {
+    fn released(&self, offset: i64, topics: &[String]) -> bool {
+        Members::released(self, offset, topics)
+    }
+}
+
+/// Whether `heartbeats` show, at `now_ms`, every live member having
+/// applied command `offset` and using none of `topics`.
+fn released_by(heartbeats: &[Heartbeat], now_ms: i64, offset: i64, topics: &[String]) -> bool {
+    heartbeats
+        .iter()
+        .filter(|h| now_ms - h.sent_ms <= ALIVE_FOR.as_millis() as i64)
+        .all(|h| {
+            h.last_command.is_some_and(|c| c >= offset)
+                && !h.queries.iter().any(|q| topics.contains(&q.topic))
+                && !h.materialized.iter().any(|m| topics.contains(&m.topic))
+        })
+}
+
 /// `host:port` of a URL, ksqlDB's key of a host.
 fn host_port(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -441,12 +489,14 @@ mod tests {
                     partitions: vec![1, 3],
                     restoring: vec![3],
                 }],
+                last_command: Some(4),
             },
             Heartbeat {
                 url: "http://127.0.0.1:8089".into(),
                 sent_ms: 1_000,
                 queries: vec![],
                 materialized: vec![],
+                last_command: None,
             },
         ];
         let status = status_json(&beats, 11_000);
@@ -467,5 +517,66 @@ mod tests {
         let t = &live["materialized"]["T"];
         assert_eq!(t["partitions"], json!([1, 3]));
         assert_eq!(t["restoring"], json!([3]));
+    }
+
+    #[test]
+    fn a_topic_is_released_once_every_live_member_applied_the_command_and_let_go() {
+        let beat = |url: &str, sent_ms: i64, last_command: Option<i64>, topic: &str| Heartbeat {
+            url: url.into(),
+            sent_ms,
+            queries: vec![QueryShare {
+                query_id: "Q".into(),
+                topic: "input".into(),
+                partitions: vec![0],
+                lag: 0,
+            }],
+            materialized: vec![MaterializedShare {
+                source: "S".into(),
+                topic: topic.into(),
+                partitions: vec![0],
+                restoring: vec![],
+            }],
+            last_command,
+        };
+        let gone = ["t".to_string()];
+        let now = 10_000;
+        // b has not applied command 5 yet.
+        let beats = vec![
+            beat("a", now, Some(5), "other"),
+            beat("b", now, Some(4), "other"),
+        ];
+        assert!(!released_by(&beats, now, 5, &gone));
+        // b applied it but still materializes the topic.
+        let beats = vec![
+            beat("a", now, Some(5), "other"),
+            beat("b", now, Some(6), "t"),
+        ];
+        assert!(!released_by(&beats, now, 5, &gone));
+        // A member that does not say what it applied holds it.
+        let beats = vec![
+            beat("a", now, Some(5), "other"),
+            beat("b", now, None, "other"),
+        ];
+        assert!(!released_by(&beats, now, 5, &gone));
+        // A query stage still reading it holds it.
+        let mut reading = beat("b", now, Some(5), "other");
+        reading.queries[0].topic = "t".into();
+        assert!(!released_by(
+            &[beat("a", now, Some(5), "other"), reading],
+            now,
+            5,
+            &gone
+        ));
+        // Done everywhere; a dead member does not count.
+        let beats = vec![
+            beat("a", now, Some(5), "other"),
+            beat("b", now, Some(7), "other"),
+            beat("dead", 1_000, Some(1), "t"),
+        ];
+        assert!(released_by(&beats, now, 5, &gone));
+        // An old member's heartbeat, without the field, reads as none.
+        let old = r#"{"url":"c","sent_ms":1,"queries":[],"materialized":[]}"#;
+        let old: Heartbeat = serde_json::from_str(old).expect("an old heartbeat");
+        assert_eq!(old.last_command, None);
     }
 }

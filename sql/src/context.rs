@@ -48,6 +48,8 @@ use crate::{not_supported, statement_err};
 mod commands;
 pub use commands::APPLY_TIMEOUT;
 use commands::{Commands, Outcome};
+mod release;
+pub use release::{GRACE, RELEASE_TIMEOUT, ReleaseGate};
 pub mod repartition;
 
 /// Property switching on ksqlDB's newer planner rules for key columns.
@@ -151,6 +153,11 @@ pub struct KsqlContext {
     /// The cluster's command topic, once open: catalog-changing statements
     /// go through it (see [`commands`]).
     commands: OnceLock<Arc<Commands>>,
+    /// Tells a cluster member when the others stopped using a topic it
+    /// is to delete (see [`release`]).
+    release_gate: OnceLock<Arc<dyn ReleaseGate>>,
+    /// Topics the command being applied left for this member to delete.
+    unreleased: Mutex<Vec<String>>,
 }
 
 /// The statement log's file inside a state directory.
@@ -169,6 +176,8 @@ impl KsqlContext {
             statement_log: Mutex::new(None),
             replaying: AtomicBool::new(false),
             commands: OnceLock::new(),
+            release_gate: OnceLock::new(),
+            unreleased: Mutex::new(Vec::new()),
         }
     }
 
@@ -1141,10 +1150,9 @@ impl KsqlContext {
             );
         }
         catalog.remove_source(name);
-        // A replayed DROP leaves the topic as it is now: it was deleted
-        // when the statement first ran, and may hold a newer source's data.
-        if delete_topic && !self.replaying.load(Ordering::SeqCst) {
-            self.runtime.backend().delete_topic(&source.topic)?;
+        drop(catalog);
+        if delete_topic {
+            self.release_topics(vec![source.topic.clone()])?;
         }
         Ok(StatementResult::Status {
             message: format!("Source `{name}` (topic: {}) was dropped.", source.topic),
@@ -1277,9 +1285,15 @@ impl KsqlContext {
             }
             None => catalog.queries().map(|q| q.id.clone()).collect(),
         };
+        let mut unused = Vec::new();
         for id in &ids {
-            self.runtime.remove(id);
+            unused.extend(self.runtime.remove_keeping_topics(id).unwrap_or_default());
             catalog.remove_query(id);
+        }
+        drop(catalog);
+        // The query is gone either way; a topic left over is only untidy.
+        if let Err(e) = self.release_topics(unused) {
+            tracing::warn!("deleting the internal topics of {}: {e}", ids.join(", "));
         }
         Ok(StatementResult::Status {
             message: format!("Terminated: {}", ids.join(", ")),

@@ -166,6 +166,14 @@ impl KsqlContext {
         Ok(replayed)
     }
 
+    /// The offset of the last command of the command topic this member
+    /// has applied; `None` without a command topic, before it is read
+    /// to its end at start, or before any command.
+    pub fn last_applied_command(&self) -> Option<i64> {
+        let next = self.commands.get()?.progress.lock().next;
+        (next > 0).then_some(next - 1)
+    }
+
     /// Waits until this member has applied the command at offset
     /// `sequence` of the command topic (a client's
     /// `commandSequenceNumber`), so what it executes next sees the effect
@@ -434,6 +442,7 @@ fn run_commands(context: Weak<KsqlContext>, commands: Arc<Commands>) {
         for (offset, command) in batch {
             let id = command.as_ref().ok().and_then(|c| c.command_id.clone());
             let outcome = ctx.apply_command(Some(&commands.origin), offset, command);
+            ctx.release_after(offset);
             let mut progress = commands.progress.lock();
             progress.next = offset + 1;
             if let Some(slot) = id.and_then(|id| progress.waiting.get_mut(&id)) {
@@ -703,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_topic_is_deleted_by_the_member_that_was_sent_the_drop() {
+    fn a_dropped_topic_is_deleted_by_the_member_that_was_sent_the_drop_once_the_gate_opens() {
         let counting = Arc::new(CountingDeletes {
             topics: EmbeddedTopics::new(),
             deletes: AtomicU64::new(0),
@@ -711,6 +720,17 @@ mod tests {
         let backend: Arc<dyn TopicBackend> = counting.clone();
         let a = member(&backend, "a");
         let b = member(&backend, "b");
+        // b's gate: a has applied the command, and the test lets go.
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (other, hold) = (Arc::downgrade(&a), held.clone());
+        b.set_release_gate(Arc::new(move |offset: i64, topics: &[String]| {
+            assert_eq!(topics, ["s_topic".to_string()]);
+            !hold.load(Ordering::SeqCst)
+                && other
+                    .upgrade()
+                    .and_then(|a| a.last_applied_command())
+                    .is_some_and(|applied| applied >= offset)
+        }));
         one(
             &a,
             "CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s_topic', value_format='JSON', partitions=1);",
@@ -720,14 +740,48 @@ mod tests {
         let (_, offset) = one(&b, "DROP STREAM s DELETE TOPIC;").expect("drop");
         a.await_command(offset.expect("an offset"))
             .expect("a dropped it");
-        assert!(backend.describe_topic("s_topic").is_none());
         assert!(a.source("S").is_none() && b.source("S").is_none());
+        assert_eq!(a.last_applied_command(), offset);
+        // Not under a member that has not let go of it.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(backend.describe_topic("s_topic").is_some());
+        held.store(false, Ordering::SeqCst);
+        eventually("the topic to be deleted", || {
+            backend.describe_topic("s_topic").is_none()
+        });
         assert_eq!(counting.deletes.load(Ordering::SeqCst), 1);
         // A member replaying the DROP leaves a new topic of that name be.
         backend.create_topic("s_topic", 1, 1).expect("recreate");
         let c = member(&backend, "c");
         assert!(c.source("S").is_none());
+        std::thread::sleep(Duration::from_millis(300));
         assert!(backend.describe_topic("s_topic").is_some());
         assert_eq!(counting.deletes.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_topic_dropped_and_taken_by_a_new_source_before_the_gate_opens_is_kept() {
+        let backend: Arc<dyn TopicBackend> = Arc::new(EmbeddedTopics::new());
+        let a = member(&backend, "a");
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let hold = held.clone();
+        a.set_release_gate(Arc::new(move |_: i64, _: &[String]| {
+            !hold.load(Ordering::SeqCst)
+        }));
+        one(
+            &a,
+            "CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s_topic', value_format='JSON', partitions=1);",
+        )
+        .expect("create");
+        one(&a, "DROP STREAM s DELETE TOPIC;").expect("drop");
+        one(
+            &a,
+            "CREATE STREAM t (k INT KEY, v INT) WITH (kafka_topic='s_topic', value_format='JSON');",
+        )
+        .expect("a new stream over the topic");
+        held.store(false, Ordering::SeqCst);
+        std::thread::sleep(super::super::GRACE + Duration::from_millis(800));
+        assert!(backend.describe_topic("s_topic").is_some());
+        assert!(a.source("T").is_some());
     }
 }
