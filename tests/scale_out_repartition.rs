@@ -9,6 +9,10 @@
 //! end exactly as this test computes it from the events: nothing lost,
 //! nothing counted twice. Terminating the query deletes the internal topic.
 //!
+//! Two more tests delete topics both members use, through the command
+//! topic: `TERMINATE` (the internal topic) and `DROP TABLE ... DELETE
+//! TOPIC` (a table both materialize); both members must stay up after.
+//!
 //! `SLUICE_SCALE_EVENTS` sets another event count (default 200,000).
 //!
 //! An ignored test measures end-to-end throughput with one and with two

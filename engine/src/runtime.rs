@@ -251,6 +251,25 @@ impl Runtime {
             .collect()
     }
 
+    /// The topics the queries run here alone read (in a cluster, the
+    /// push queries of this member's clients), each once.
+    pub fn local_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .queries
+            .lock()
+            .iter()
+            .flat_map(|q| {
+                q.plan()
+                    .sources()
+                    .map(|s| s.topic.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// Makes every distributed query rebalance its group: a member died
     /// and the broker has not reassigned its partitions.
     pub fn rejoin_groups(&self) {

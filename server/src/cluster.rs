@@ -58,6 +58,10 @@ pub struct Heartbeat {
     /// applied (none yet, or a member from before it was published).
     #[serde(default)]
     pub last_command: Option<i64>,
+    /// Topics read by the queries the member runs alone (its clients'
+    /// push queries).
+    #[serde(default)]
+    pub local_topics: Vec<String>,
 }
 
 /// The partitions of one source's topic a member materializes.
@@ -180,7 +184,7 @@ impl Members {
 
     /// Whether every live member, this one included, has applied command
     /// `offset` and reports none of `topics` in use: no query share read
-    /// from them, no materialized share of them. A member that does not
+    /// from them, no materialized share of them, no push query over them. A member that does not
     /// publish its commands (an older one) never releases a topic.
     pub fn released(&self, offset: i64, topics: &[String]) -> bool {
         released_by(&self.heartbeats(), now_ms(), offset, topics)
@@ -223,6 +227,7 @@ impl Members {
                 .get()
                 .and_then(Weak::upgrade)
                 .and_then(|ctx| ctx.last_applied_command()),
+            local_topics: self.runtime.local_topics(),
         }
     }
 
@@ -393,6 +398,7 @@ fn released_by(heartbeats: &[Heartbeat], now_ms: i64, offset: i64, topics: &[Str
             h.last_command.is_some_and(|c| c >= offset)
                 && !h.queries.iter().any(|q| topics.contains(&q.topic))
                 && !h.materialized.iter().any(|m| topics.contains(&m.topic))
+                && !h.local_topics.iter().any(|t| topics.contains(t))
         })
 }
 
@@ -490,6 +496,7 @@ mod tests {
                     restoring: vec![3],
                 }],
                 last_command: Some(4),
+                local_topics: vec![],
             },
             Heartbeat {
                 url: "http://127.0.0.1:8089".into(),
@@ -497,6 +504,7 @@ mod tests {
                 queries: vec![],
                 materialized: vec![],
                 last_command: None,
+                local_topics: vec![],
             },
         ];
         let status = status_json(&beats, 11_000);
@@ -537,6 +545,7 @@ mod tests {
                 restoring: vec![],
             }],
             last_command,
+            local_topics: vec!["input".into()],
         };
         let gone = ["t".to_string()];
         let now = 10_000;
@@ -563,6 +572,15 @@ mod tests {
         reading.queries[0].topic = "t".into();
         assert!(!released_by(
             &[beat("a", now, Some(5), "other"), reading],
+            now,
+            5,
+            &gone
+        ));
+        // A push query over it holds it.
+        let mut pushing = beat("b", now, Some(5), "other");
+        pushing.local_topics.push("t".into());
+        assert!(!released_by(
+            &[beat("a", now, Some(5), "other"), pushing],
             now,
             5,
             &gone
