@@ -155,3 +155,28 @@ fn release(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_connectors::EmbeddedTopics;
+    use sluice_engine::topic::TopicBackend;
+
+    #[test]
+    fn a_lone_server_deletes_a_dropped_topic_at_once() {
+        let backend: Arc<dyn TopicBackend> = Arc::new(EmbeddedTopics::new());
+        let ctx = KsqlContext::with_backend(backend.clone(), 64);
+        ctx.execute(
+            "CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s_topic', value_format='JSON', partitions=1);",
+        )
+        .expect("create");
+        ctx.execute("DROP STREAM s;").expect("drop");
+        assert!(backend.describe_topic("s_topic").is_some());
+        ctx.execute(
+            "CREATE STREAM s (k INT KEY, v INT) WITH (kafka_topic='s_topic', value_format='JSON');",
+        )
+        .expect("again");
+        ctx.execute("DROP STREAM s DELETE TOPIC;").expect("drop");
+        assert!(backend.describe_topic("s_topic").is_none());
+    }
+}
