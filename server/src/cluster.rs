@@ -42,6 +42,9 @@ pub const ALIVE_FOR: Duration = Duration::from_secs(5);
 /// consumer session timeout (6 s); if it has not by then, members rejoin
 /// to make it.
 const TAKEOVER_AFTER: Duration = Duration::from_secs(6);
+/// Partitions of a group may lack a live owner this long (a rebalance
+/// takes a few seconds on Tansu) before members rejoin to reassign them.
+const UNCOVERED_FOR: Duration = Duration::from_secs(15);
 /// Heartbeats read back at start: enough to see every recent member.
 const RECENT_HEARTBEATS: u64 = 1_000;
 
@@ -98,6 +101,11 @@ pub struct Members {
     materializer: OnceLock<Weak<Materializer>>,
     /// The catalog whose applied commands heartbeats publish.
     commands: OnceLock<Weak<KsqlContext>>,
+    /// Since when each group (`query:<id>`, `source:<name>`) has had
+    /// partitions no live member reports owning.
+    gaps: Mutex<BTreeMap<String, i64>>,
+    /// Partition counts of the topics the groups split, asked once.
+    partition_counts: Mutex<BTreeMap<String, u32>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -153,6 +161,8 @@ impl Members {
             mourned: Mutex::new(BTreeMap::new()),
             materializer: OnceLock::new(),
             commands: OnceLock::new(),
+            gaps: Mutex::new(BTreeMap::new()),
+            partition_counts: Mutex::new(BTreeMap::new()),
         });
         let weak = Arc::downgrade(&members);
         std::thread::Builder::new()
@@ -161,6 +171,7 @@ impl Members {
                 while let Some(members) = weak.upgrade() {
                     members.beat();
                     members.take_over_the_dead();
+                    members.rebalance_uncovered();
                     drop(members);
                     std::thread::sleep(HEARTBEAT_EVERY);
                 }
@@ -338,6 +349,85 @@ impl Members {
                 if unmaterialized {
                     tracing::warn!(member = %beat.url, "a member died materializing partitions; rebalancing");
                     rematerialize = true;
+                }
+            }
+        }
+        if rejoin {
+            self.runtime.rejoin_groups();
+        }
+        if rematerialize && let Some(m) = self.materializer() {
+            m.rejoin_groups();
+        }
+    }
+
+    /// Rebalances the groups that have left partitions without a live
+    /// owner for longer than a rebalance takes. The heartbeat watch above
+    /// catches a member that went silent; this catches what it cannot: a
+    /// member killed and started again at the same URL before it was
+    /// missed, whose old incarnation Tansu keeps in the group holding
+    /// partitions nobody processes.
+    fn rebalance_uncovered(&self) {
+        let now = now_ms();
+        let alive_for = ALIVE_FOR.as_millis() as i64;
+        let own = self.own();
+        let others = self.others();
+        let live: Vec<&Heartbeat> = others
+            .iter()
+            .filter(|b| now - b.sent_ms <= alive_for)
+            .chain(std::iter::once(&own))
+            .collect();
+        // Every group a live member reports, with its topic and the
+        // partitions owned.
+        let mut groups: BTreeMap<String, (bool, String, Vec<i32>)> = BTreeMap::new();
+        for beat in &live {
+            for q in &beat.queries {
+                let entry = groups
+                    .entry(format!("query:{}", q.query_id))
+                    .or_insert_with(|| (true, q.topic.clone(), Vec::new()));
+                entry.2.extend(&q.partitions);
+            }
+            for m in &beat.materialized {
+                let entry = groups
+                    .entry(format!("source:{}", m.source))
+                    .or_insert_with(|| (false, m.topic.clone(), Vec::new()));
+                entry.2.extend(&m.partitions);
+            }
+        }
+        let (mut rejoin, mut rematerialize) = (false, false);
+        {
+            let mut gaps = self.gaps.lock();
+            let mut counts = self.partition_counts.lock();
+            gaps.retain(|group, _| groups.contains_key(group));
+            for (group, (is_query, topic, owned)) in &groups {
+                let count = match counts.get(topic) {
+                    Some(n) => *n,
+                    None => match self.backend.describe_topic(topic) {
+                        Some(d) => {
+                            counts.insert(topic.clone(), d.partitions);
+                            d.partitions
+                        }
+                        None => continue,
+                    },
+                };
+                let covered = (0..count as i32).all(|p| owned.contains(&p));
+                if covered {
+                    gaps.remove(group);
+                    continue;
+                }
+                let since = *gaps.entry(group.clone()).or_insert(now);
+                if now - since >= UNCOVERED_FOR.as_millis() as i64 {
+                    tracing::warn!(
+                        group = %group,
+                        "partitions without a live owner for {} s; rebalancing",
+                        UNCOVERED_FOR.as_secs()
+                    );
+                    // Measured again from the rebalance.
+                    gaps.insert(group.clone(), now);
+                    if *is_query {
+                        rejoin = true;
+                    } else {
+                        rematerialize = true;
+                    }
                 }
             }
         }
