@@ -422,7 +422,11 @@ impl View {
         // the last batch's first offset + 1, so the rest of that batch
         // would wait for the next write. After reading, the view reads on
         // until a poll comes back empty, a batch more per pass.
-        let mut budget = consumer.lag() as usize;
+        //
+        // The lag is the one of the consumer's latest fetch: asking the
+        // broker on every pass was most of what a cluster member waited
+        // on (a round trip per partition and view).
+        let mut budget = consumer.recent_lag() as usize;
         if budget > 0 || self.tail_unsure {
             budget += RECORDS_PER_POLL;
         }

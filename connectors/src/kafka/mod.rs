@@ -701,4 +701,49 @@ impl TopicConsumer for KafkaTopicConsumer {
             })
             .sum()
     }
+
+    fn recent_lag(&self) -> u64 {
+        self.positions
+            .iter()
+            .map(|(p, position)| {
+                let high = match cached_high_watermark(&self.consumer, &self.topic, *p) {
+                    Some(high) => high,
+                    // Not fetched yet: only the broker knows.
+                    None => match self
+                        .consumer
+                        .fetch_watermarks(&self.topic, *p, REQUEST_TIMEOUT)
+                    {
+                        Ok((_, high)) => high,
+                        Err(_) => return 0,
+                    },
+                };
+                u64::try_from(high - position).unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// The high watermark of a partition as the latest fetch response for it
+/// said, which librdkafka keeps (its `rd_kafka_get_watermark_offsets`,
+/// not wrapped by rdkafka); `None` before the first response. Asking the
+/// broker instead (`fetch_watermarks`) is a round trip per partition,
+/// which in every pass of the runtime cost a cluster member most of its
+/// throughput.
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is valid while `consumer` is borrowed;
+    // `topic` is NUL-terminated and outlives the call, which only reads
+    // it and writes the two offsets through pointers to locals.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
