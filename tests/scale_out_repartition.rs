@@ -527,9 +527,7 @@ fn terminating_on_every_member_deletes_the_repartition_topic_and_keeps_them_up()
         "b to terminate the query too",
         &work,
         Duration::from_secs(30),
-        || {
-            get(port_b, "/clusterStatus").is_some_and(|s| !s.contains(&format!("\"{QUERY}\"")))
-        },
+        || get(port_b, "/clusterStatus").is_some_and(|s| !s.contains(&format!("\"{QUERY}\""))),
     );
     wait_for(
         "the repartition topic to be deleted",

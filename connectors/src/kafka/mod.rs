@@ -55,6 +55,13 @@ pub struct KafkaConfig {
     pub service_id: String,
     /// Extra librdkafka properties (`security.protocol`, ...).
     pub properties: Vec<(String, String)>,
+    /// How long a consumer's poll waits for a first record when none has
+    /// arrived. A loop that runs until nothing is left (tests, `run`)
+    /// needs it to see records still being fetched; a server's loop,
+    /// which naps when a whole pass finds nothing, sets zero: there a
+    /// wait on one empty consumer holds up every other query, unit and
+    /// view (a cluster member spent about 2 s of 7 in such waits).
+    pub poll_wait: Duration,
 }
 
 impl KafkaConfig {
@@ -63,6 +70,7 @@ impl KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             service_id: "default_".into(),
             properties: Vec::new(),
+            poll_wait: Duration::from_millis(5),
         }
     }
 
@@ -513,6 +521,8 @@ pub struct KafkaTopicConsumer {
     failures: u32,
     /// Partitions are assigned at the first poll after opening or seeking.
     assigned: bool,
+    /// [`KafkaConfig::poll_wait`].
+    first_wait: Duration,
 }
 
 /// Errors librdkafka reports on the consumer's queue: it keeps fetching
@@ -563,6 +573,7 @@ impl KafkaTopicConsumer {
             positions: partitions.into_iter().map(|p| (p, 0)).collect(),
             failures: 0,
             assigned: false,
+            first_wait: config.poll_wait,
         })
     }
 
@@ -602,7 +613,7 @@ impl TopicConsumer for KafkaTopicConsumer {
         let mut out = Vec::new();
         // The first poll may wait briefly for a fetch; later ones take only
         // what has arrived.
-        let mut wait = Duration::from_millis(5);
+        let mut wait = self.first_wait;
         while out.len() < max {
             let Some(message) = self.consumer.poll(wait) else {
                 break;
