@@ -251,6 +251,9 @@ fn backend(
         Some(servers) => {
             let mut config = sluice_connectors::KafkaConfig::new(servers.clone());
             config.service_id = service_id;
+            // The runtime's loop naps when a pass finds nothing: a poll
+            // waiting on one empty consumer would hold up all the others.
+            config.poll_wait = std::time::Duration::ZERO;
             Arc::new(
                 sluice_connectors::KafkaTopics::connect(config)
                     .with_context(|| format!("connecting to Kafka at {servers}"))?,

@@ -194,8 +194,15 @@ pub trait TopicConsumer: Send {
     fn positions(&self) -> Vec<(i32, i64)>;
     /// Repositions a partition, as a restore from a checkpoint does.
     fn seek(&mut self, partition: i32, offset: i64) -> Result<()>;
-    /// Records available but not read yet, summed over partitions.
+    /// Records available but not read yet, summed over partitions. May
+    /// ask the broker: not for every pass of a busy loop.
     fn lag(&self) -> u64;
+    /// [`TopicConsumer::lag`] as of the consumer's latest exchange with
+    /// the broker, without asking it: cheap enough for every pass and
+    /// every metrics scrape, behind by at most one fetch.
+    fn recent_lag(&self) -> u64 {
+        self.lag()
+    }
 }
 
 /// Kafka's default partitioner hash (murmur2 with Kafka's seed), so keys

@@ -418,14 +418,14 @@ impl View {
         // are between passes, so this ends on a whole batch of theirs.
         // (Records produced meanwhile by other threads are single inserts.)
         //
-        // A broker may report less than it has: Tansu's high watermark is
-        // the last batch's first offset + 1, so the rest of that batch
-        // would wait for the next write. After reading, the view reads on
-        // until a poll comes back empty, a batch more per pass.
-        let mut budget = consumer.lag() as usize;
-        if budget > 0 || self.tail_unsure {
-            budget += RECORDS_PER_POLL;
-        }
+        // The lag is the one of the consumer's latest fetch: asking the
+        // broker on every pass was most of what a cluster member waited
+        // on (a round trip per partition and view). It may trail what has
+        // arrived, and a broker may report less than it has (Tansu's high
+        // watermark is the last batch's first offset + 1), so every pass
+        // also reads a batch more, until a poll comes back empty: a poll
+        // of what has arrived costs no round trip.
+        let budget = consumer.recent_lag() as usize + RECORDS_PER_POLL;
         let mut consumed = 0;
         while consumed < budget {
             let records = consumer

@@ -55,6 +55,13 @@ pub struct KafkaConfig {
     pub service_id: String,
     /// Extra librdkafka properties (`security.protocol`, ...).
     pub properties: Vec<(String, String)>,
+    /// How long a consumer's poll waits for a first record when none has
+    /// arrived. A loop that runs until nothing is left (tests, `run`)
+    /// needs it to see records still being fetched; a server's loop,
+    /// which naps when a whole pass finds nothing, sets zero: there a
+    /// wait on one empty consumer holds up every other query, unit and
+    /// view (a cluster member spent about 2 s of 7 in such waits).
+    pub poll_wait: Duration,
 }
 
 impl KafkaConfig {
@@ -63,6 +70,7 @@ impl KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             service_id: "default_".into(),
             properties: Vec::new(),
+            poll_wait: Duration::from_millis(5),
         }
     }
 
@@ -513,6 +521,8 @@ pub struct KafkaTopicConsumer {
     failures: u32,
     /// Partitions are assigned at the first poll after opening or seeking.
     assigned: bool,
+    /// [`KafkaConfig::poll_wait`].
+    first_wait: Duration,
 }
 
 /// Errors librdkafka reports on the consumer's queue: it keeps fetching
@@ -563,6 +573,7 @@ impl KafkaTopicConsumer {
             positions: partitions.into_iter().map(|p| (p, 0)).collect(),
             failures: 0,
             assigned: false,
+            first_wait: config.poll_wait,
         })
     }
 
@@ -602,7 +613,7 @@ impl TopicConsumer for KafkaTopicConsumer {
         let mut out = Vec::new();
         // The first poll may wait briefly for a fetch; later ones take only
         // what has arrived.
-        let mut wait = Duration::from_millis(5);
+        let mut wait = self.first_wait;
         while out.len() < max {
             let Some(message) = self.consumer.poll(wait) else {
                 break;
@@ -701,4 +712,49 @@ impl TopicConsumer for KafkaTopicConsumer {
             })
             .sum()
     }
+
+    fn recent_lag(&self) -> u64 {
+        self.positions
+            .iter()
+            .map(|(p, position)| {
+                let high = match cached_high_watermark(&self.consumer, &self.topic, *p) {
+                    Some(high) => high,
+                    // Not fetched yet: only the broker knows.
+                    None => match self
+                        .consumer
+                        .fetch_watermarks(&self.topic, *p, REQUEST_TIMEOUT)
+                    {
+                        Ok((_, high)) => high,
+                        Err(_) => return 0,
+                    },
+                };
+                u64::try_from(high - position).unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// The high watermark of a partition as the latest fetch response for it
+/// said, which librdkafka keeps (its `rd_kafka_get_watermark_offsets`,
+/// not wrapped by rdkafka); `None` before the first response. Asking the
+/// broker instead (`fetch_watermarks`) is a round trip per partition,
+/// which in every pass of the runtime cost a cluster member most of its
+/// throughput.
+fn cached_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is valid while `consumer` is borrowed;
+    // `topic` is NUL-terminated and outlives the call, which only reads
+    // it and writes the two offsets through pointers to locals.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }

@@ -77,6 +77,12 @@ fn records_round_trip_with_kafka_partitioning() {
         vec![("h".to_string(), Some(Bytes::from_static(b"x")))]
     );
     assert_eq!(consumer.lag(), 0);
+    // From the watermarks the fetches brought, without asking the broker.
+    assert_eq!(consumer.recent_lag(), 0);
+    // Nothing fetched yet: the broker's answer.
+    let fresh = topics.consumer("events").expect("consumer");
+    assert!(fresh.lag() > 0);
+    assert_eq!(fresh.recent_lag(), fresh.lag());
 
     // Seeking re-reads a partition from an offset.
     let (partition, _) = positions[0];

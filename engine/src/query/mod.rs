@@ -486,9 +486,11 @@ impl PersistentQuery {
         &self.state
     }
 
-    /// Records of the source topics not read yet, over every input.
+    /// Records of the source topics not read yet, over every input, as of
+    /// the consumers' latest fetches (metrics read it, often, and must
+    /// not wait on the broker while holding the runtime).
     pub fn lag(&self) -> u64 {
-        self.consumers.iter().map(|c| c.lag()).sum()
+        self.consumers.iter().map(|c| c.recent_lag()).sum()
     }
 
     /// Records dropped by windowed operators for arriving too late.
