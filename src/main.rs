@@ -345,6 +345,9 @@ fn serve(
             cluster.config.shared_dir.display()
         );
     }
+    if cluster.is_none() {
+        state.release_topics_when_unread();
+    }
     if let Some((dir, interval)) = &durability {
         let replayed = ctx
             .open_state_dir(dir, *interval)

@@ -270,6 +270,17 @@ impl Runtime {
         topics
     }
 
+    /// The queries run on this server alone (push queries; outside a
+    /// cluster, persistent ones too) that read `topic`.
+    pub fn local_readers(&self, topic: &str) -> Vec<String> {
+        self.queries
+            .lock()
+            .iter()
+            .filter(|q| q.plan().sources().any(|s| s.topic == topic))
+            .map(|q| q.id().to_string())
+            .collect()
+    }
+
     /// Makes every distributed query rebalance its group: a member died
     /// and the broker has not reassigned its partitions.
     pub fn rejoin_groups(&self) {

@@ -125,6 +125,28 @@ impl AppState {
         }
     }
 
+    /// A server alone on a Kafka broker deletes a dropped source's topic
+    /// only once nothing here reads it any more: not the projection of the
+    /// source (dropped at the materializer's next pass), not a push query.
+    /// librdkafka does not survive a topic deleted under its reader on
+    /// Tansu. A topic a new source has taken over meanwhile stays.
+    pub fn release_topics_when_unread(&self) {
+        let ctx = Arc::downgrade(&self.ctx);
+        let materializer = Arc::downgrade(&self.materializer);
+        let gate = move |_offset: i64, topics: &[String]| {
+            let (Some(ctx), Some(materializer)) = (ctx.upgrade(), materializer.upgrade()) else {
+                return false;
+            };
+            let local = ctx.runtime().local_topics();
+            topics.iter().all(|t| {
+                !local.contains(t)
+                    && !materializer.reads(t)
+                    && !ctx.sources().iter().any(|s| &s.topic == t)
+            })
+        };
+        self.ctx.set_release_gate(Arc::new(gate));
+    }
+
     /// This state, for a member of a cluster: heartbeats publish what
     /// the projections hold, and pull queries gather every partition from
     /// the members ([`scatter`]).

@@ -568,6 +568,15 @@ impl Materializer {
         self.scatter.get()
     }
 
+    /// Whether a view still reads `topic` (a dropped source's view goes
+    /// at the next pass).
+    pub fn reads(&self, topic: &str) -> bool {
+        self.views
+            .lock()
+            .values()
+            .any(|v| v.source.topic == topic && v.consumer.is_some())
+    }
+
     /// What this member materializes of each source, in a cluster.
     pub fn shares(&self) -> Vec<(String, String, Split)> {
         let snapshots = self.snapshots.read();

@@ -198,7 +198,7 @@ fn lookup(
 
 /// `GET /projections/{name}/changes`: server-sent events.
 pub async fn changes(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    let opened = (|| {
+    let query = (|| {
         let s = snapshot(&state, &name)?;
         let sql = format!("SELECT * FROM `{}` EMIT CHANGES;", s.source.name);
         let parsed = sluice_sql::parser::parse_statement(&sql).map_err(|e| {
@@ -207,8 +207,12 @@ pub async fn changes(State(state): State<AppState>, Path(name): Path<String>) ->
         let Statement::Select(query) = parsed.statement else {
             return Err(ServerError::Internal("not a query".into()));
         };
-        state.push.start(&query, true)
+        Ok(query)
     })();
+    let opened = match query {
+        Ok(query) => state.push.start_blocking(query, true).await,
+        Err(e) => Err(e),
+    };
     match opened {
         Ok(sub) => stream_response(sub, StreamFormat::Events, "text/event-stream"),
         Err(e) => e.into_response(),

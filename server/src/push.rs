@@ -162,6 +162,20 @@ impl PushQueries {
             .collect()
     }
 
+    /// [`Self::start`] from an async handler: starting a query creates
+    /// its internal topic, which on Kafka blocks on the admin client, and
+    /// blocking is not allowed on the server's runtime threads.
+    pub async fn start_blocking(
+        self: &Arc<Self>,
+        query: Query,
+        from_latest: bool,
+    ) -> Result<Subscription, ServerError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.start(&query, from_latest))
+            .await
+            .map_err(|e| ServerError::Internal(format!("starting the push query: {e}")))?
+    }
+
     /// Starts `query`; `from_latest` skips what its sources hold already.
     pub fn start(
         self: &Arc<Self>,
@@ -273,15 +287,24 @@ impl PushQueries {
         if active.is_empty() {
             return 0;
         }
-        let failed: HashMap<String, String> = ctx
-            .runtime()
-            .states()
-            .into_iter()
+        let states = ctx.runtime().states();
+        let mut failed: HashMap<String, String> = states
+            .iter()
             .filter_map(|(id, state)| match state {
-                QueryState::Error(e) if active.contains_key(&id) => Some((id, e)),
+                QueryState::Error(e) if active.contains_key(id) => Some((id.clone(), e.clone())),
                 _ => None,
             })
             .collect();
+        // Stopped by the engine: a DROP of its source stops the push
+        // queries reading it.
+        for id in active.keys() {
+            if !states.iter().any(|(known, _)| known == id) {
+                failed.insert(
+                    id.clone(),
+                    "The query was stopped: a source it reads was dropped.".to_string(),
+                );
+            }
+        }
         let log = ctx.runtime().processing_log().clone();
         let mut consumed = 0;
         let mut ended = Vec::new();
@@ -307,7 +330,12 @@ impl PushQueries {
         for id in ended {
             if let Some(a) = active.remove(&id) {
                 self.release();
-                ctx.stop_transient(&a.query);
+                // Its consumer leaves the result topic before the topic is
+                // deleted: librdkafka does not survive a topic deleted
+                // under its reader on Tansu.
+                let query = a.query.clone();
+                drop(a);
+                ctx.stop_transient(&query);
             }
         }
         consumed

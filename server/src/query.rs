@@ -103,7 +103,8 @@ pub async fn query(State(state): State<AppState>, body: Bytes) -> Response {
             QueryKind::Push(q) => {
                 let sub = state
                     .push
-                    .start(&q, from_latest(&request.streams_properties))
+                    .start_blocking(*q, from_latest(&request.streams_properties))
+                    .await
                     .map_err(|e| e.for_statement(&sql))?;
                 Ok(stream_response(sub, StreamFormat::Query, KSQL_MEDIA_TYPE))
             }
@@ -181,7 +182,8 @@ pub async fn query_stream(
             QueryKind::Push(q) => {
                 let sub = state
                     .push
-                    .start(&q, from_latest(&request.properties))
+                    .start_blocking(*q, from_latest(&request.properties))
+                    .await
                     .map_err(|e| e.for_statement(&sql))?;
                 Ok(stream_response(sub, format, media))
             }

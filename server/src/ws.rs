@@ -189,7 +189,8 @@ async fn serve(state: AppState, params: HashMap<String, String>, socket: WebSock
         QueryKind::Push(q) => {
             let mut sub = match state
                 .push
-                .start(&q, from_latest(&request.streams_properties))
+                .start_blocking(*q, from_latest(&request.streams_properties))
+                .await
             {
                 Ok(s) => s,
                 Err(e) => {

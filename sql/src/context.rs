@@ -1150,6 +1150,18 @@ impl KsqlContext {
             );
         }
         catalog.remove_source(name);
+        if delete_topic {
+            // Push queries over the source end with it: their consumers
+            // must leave the topic before it is deleted (librdkafka does
+            // not survive a topic deleted under a reader on Tansu), and
+            // they would read nothing more anyway.
+            for id in self.runtime.local_readers(&source.topic) {
+                if catalog.query(&id).is_none() {
+                    self.runtime.remove_keeping_topics(&id);
+                    tracing::info!(query = %id, "stopped: its source {name} was dropped");
+                }
+            }
+        }
         drop(catalog);
         if delete_topic {
             self.release_topics(vec![source.topic.clone()])?;

@@ -78,6 +78,18 @@ impl KsqlContext {
             self.unreleased.lock().extend(topics);
             return Ok(());
         }
+        // A server alone deletes at once, unless it was given a gate for
+        // its own readers (on Kafka: see `set_release_gate`).
+        if let Some(gate) = self.release_gate.get().cloned() {
+            let backend = self.runtime.backend().clone();
+            let spawned = std::thread::Builder::new()
+                .name("sluice-release".into())
+                .spawn(move || release_when_unread(&*gate, backend.as_ref(), topics));
+            if let Err(e) = spawned {
+                tracing::warn!("not deleting the dropped topics: {e}");
+            }
+            return Ok(());
+        }
         let backend = self.runtime.backend();
         for topic in &topics {
             if backend.describe_topic(topic).is_some() {
@@ -102,6 +114,36 @@ impl KsqlContext {
             .spawn(move || release(context, gate, offset, topics));
         if let Err(e) = spawned {
             tracing::warn!(offset, "not deleting the topics command {offset} left: {e}");
+        }
+    }
+}
+
+/// Outside a cluster: waits for `gate` to report `topics` unread here
+/// (and not taken over by a new source), then deletes them.
+fn release_when_unread(
+    gate: &dyn ReleaseGate,
+    backend: &dyn sluice_engine::topic::TopicBackend,
+    topics: Vec<String>,
+) {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    while !gate.released(-1, &topics) {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                ?topics,
+                "not deleting these topics: still read here, or used by a new source, after {} s",
+                RELEASE_TIMEOUT.as_secs()
+            );
+            return;
+        }
+        std::thread::sleep(ASK_EVERY);
+    }
+    for topic in topics {
+        if backend.describe_topic(&topic).is_none() {
+            continue;
+        }
+        match backend.delete_topic(&topic) {
+            Ok(()) => tracing::info!(%topic, "deleted, nothing here reading it any more"),
+            Err(e) => tracing::warn!(%topic, "deleting the topic: {e}"),
         }
     }
 }
