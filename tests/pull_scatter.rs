@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka, work_dir_with_queries};
+use common::cluster::{self, logs, pull_rows, start_member, wait_for};
+use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -47,107 +48,24 @@ fn expected(n: u64) -> (i64, i64) {
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
-    let extra = [
-        "--service-id".as_ref(),
-        "scatter_".as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
-    ];
-    serve_on_kafka(
-        bootstrap,
-        work,
-        port,
-        &extra,
-        &work.join(format!("{name}.log")),
-    )
-}
-
-fn logs(work: &Path) -> String {
-    let mut out = String::new();
-    for name in ["a", "b"] {
-        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(25)..];
-        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
-    }
-    out
+    start_member(bootstrap, work, name, port, "scatter_", &[])
 }
 
 /// Per live member (`host:port`), the partitions of USERS it materializes
 /// and whether all of them are caught up, as the member on `port` sees it.
 fn materialized(port: u16) -> BTreeMap<String, (Vec<i64>, bool)> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut out = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        let users = &member["materialized"]["USERS"];
-        let ids = |v: &Value| -> Vec<i64> {
-            let mut p: Vec<i64> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_i64)
-                .collect();
-            p.sort_unstable();
-            p
-        };
-        let partitions = ids(&users["partitions"]);
-        let ready = ids(&users["restoring"]).is_empty();
-        out.insert(host.clone(), (partitions, ready));
-    }
-    out
-}
-
-/// The rows of a pull query's answer on `port`, or its error.
-fn pull(port: u16, sql: &str) -> Result<Vec<Vec<Value>>, String> {
-    let body = post(
-        port,
-        "/query",
-        &serde_json::json!({ "ksql": sql }).to_string(),
-    )
-    .ok_or("no answer")?;
-    let answer: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let Some(items) = answer.as_array() else {
-        return Err(body);
-    };
-    Ok(items
-        .iter()
-        .filter_map(|r| r["row"]["columns"].as_array().cloned())
-        .collect())
+    cluster::materialized(port, "USERS")
 }
 
 /// `(COUNT(*), SUM(SCORE))` of USERS through `port`.
 fn totals(port: u16) -> Result<(i64, i64), String> {
-    let rows = pull(port, "SELECT COUNT(*), SUM(SCORE) FROM USERS;")?;
+    let rows = pull_rows(port, "SELECT COUNT(*), SUM(SCORE) FROM USERS;")?;
     match rows.as_slice() {
         [row] => Ok((
             row[0].as_i64().ok_or("COUNT")?,
             row[1].as_i64().ok_or("SUM")?,
         )),
         other => Err(format!("one row expected: {other:?}")),
-    }
-}
-
-fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(work)
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -206,11 +124,11 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
     let whole = expected(FIRST);
     for port in [port_a, port_b] {
         assert_eq!(totals(port), Ok(whole), "on {port}\n{}", logs(&work));
-        let rows = pull(port, "SELECT ID, SCORE FROM USERS;").expect("scan");
+        let rows = pull_rows(port, "SELECT ID, SCORE FROM USERS;").expect("scan");
         assert_eq!(rows.len() as u64, FIRST, "scan on {port}");
-        let limited = pull(port, "SELECT * FROM USERS LIMIT 7;").expect("limit");
+        let limited = pull_rows(port, "SELECT * FROM USERS LIMIT 7;").expect("limit");
         assert_eq!(limited.len(), 7, "LIMIT on {port}");
-        let filtered = pull(port, "SELECT ID FROM USERS WHERE SCORE = 5;").expect("filter");
+        let filtered = pull_rows(port, "SELECT ID FROM USERS WHERE SCORE = 5;").expect("filter");
         let want = (0..FIRST).filter(|i| i % 97 == 5).count();
         assert_eq!(filtered.len(), want, "filter on {port}");
     }
@@ -234,7 +152,7 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
             theirs.contains(&i64::from(p))
         })
         .expect("a key in b's partitions");
-    let rows = pull(
+    let rows = pull_rows(
         port_a,
         &format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{other}';"),
     )
@@ -248,7 +166,7 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
         "lookup of u{other} through a\n{}",
         logs(&work)
     );
-    let rows = pull(
+    let rows = pull_rows(
         port_a,
         "SELECT ID FROM USERS WHERE ID IN ('u1', 'u2', 'u3', 'nobody');",
     )
@@ -305,7 +223,7 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
         errors.len(),
         errors.first()
     );
-    let rows = pull(
+    let rows = pull_rows(
         port_a,
         &format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{other}';"),
     )
@@ -344,7 +262,7 @@ fn measure(port: u16, keys: &[u64], aggregates: usize) -> ((f64, f64), (f64, f64
     for k in keys {
         let sql = format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{k}';");
         let started = Instant::now();
-        let rows = pull(port, &sql).expect("lookup");
+        let rows = pull_rows(port, &sql).expect("lookup");
         lookups.push(started.elapsed());
         assert_eq!(rows.len(), 1, "u{k}");
     }

@@ -20,8 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka, work_dir_with_queries};
+use common::cluster::{
+    active_partitions, difference, live_members, logs, pull_totals, records_in, settle,
+    start_member, wait_for,
+};
+use common::{KillOnDrop, free_port, get, healthy, plays, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -39,155 +42,39 @@ CREATE TABLE totals AS
   FROM plays GROUP BY player;
 ";
 
-fn event(i: u64) -> (String, i64) {
-    let player = format!("p{}", i.wrapping_mul(7_919) % PLAYERS);
-    let points = ((i.wrapping_mul(2_654_435_761) >> 7) % 100) as i64;
-    (player, points)
-}
-
 fn record(i: u64) -> (Partitioning, Record) {
-    let (player, points) = event(i);
-    (
-        Partitioning::ByKey,
-        Record {
-            key: Some(Bytes::from(player)),
-            value: Some(Bytes::from(format!(r#"{{"POINTS":{points}}}"#))),
-            timestamp: 1_700_000_000_000 + i as i64,
-            headers: vec![],
-        },
-    )
+    plays::record(i, PLAYERS)
 }
 
-/// (games, points) per player after events `0..n`.
 fn expected(n: u64) -> BTreeMap<String, (i64, i64)> {
-    let mut totals = BTreeMap::new();
-    for i in 0..n {
-        let (player, points) = event(i);
-        let t: &mut (i64, i64) = totals.entry(player).or_default();
-        t.0 += 1;
-        t.1 += points;
-    }
-    totals
-}
-
-/// The first rows where `got` differs from `want`.
-fn difference(
-    want: &BTreeMap<String, (i64, i64)>,
-    got: &BTreeMap<String, (i64, i64)>,
-) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
-    keys.into_iter()
-        .filter(|k| want.get(*k) != got.get(*k))
-        .take(5)
-        .map(|k| format!("{k}: expected {:?}, got {:?}", want.get(k), got.get(k)))
-        .collect()
+    plays::expected(n, PLAYERS)
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
-    let extra = [
-        "--service-id".as_ref(),
-        "scale_".as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
-        "--checkpoint-interval".as_ref(),
-        "500".as_ref(),
-    ];
-    serve_on_kafka(
-        bootstrap,
-        work,
-        port,
-        &extra,
-        &work.join(format!("{name}.log")),
-    )
+    let extra = ["--checkpoint-interval".as_ref(), "500".as_ref()];
+    start_member(bootstrap, work, name, port, "scale_", &extra)
 }
 
 fn work_dir() -> PathBuf {
     work_dir_with_queries("scale", "plays.sql", QUERIES)
 }
 
-fn logs(work: &Path) -> String {
-    let mut out = String::new();
-    for name in ["a", "b"] {
-        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(20)..];
-        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
-    }
-    out
-}
-
 /// The whole table through a pull query on `port`, or why not.
 fn pull(port: u16) -> Result<BTreeMap<String, (i64, i64)>, String> {
-    let body = post(
-        port,
-        "/query",
-        r#"{"ksql":"SELECT PLAYER, GAMES, POINTS FROM TOTALS;"}"#,
-    )
-    .ok_or("no answer")?;
-    let rows: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let rows = rows
-        .as_array()
-        .ok_or_else(|| format!("not an array: {body}"))?;
-    let mut table = BTreeMap::new();
-    for row in rows.iter().filter_map(|r| r.get("row")) {
-        let c = &row["columns"];
-        let player = c[0].as_str().ok_or("PLAYER")?.to_string();
-        table.insert(
-            player,
-            (
-                c[1].as_i64().ok_or("GAMES")?,
-                c[2].as_i64().ok_or("POINTS")?,
-            ),
-        );
-    }
-    Ok(table)
+    pull_totals(port, "SELECT PLAYER, GAMES, POINTS FROM TOTALS;")
 }
 
 /// Partitions of the query each live member owns, by `host:port`.
 fn ownership(port: u16) -> BTreeMap<String, Vec<i64>> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut owned = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        let mut partitions: Vec<i64> = member["activeStandbyPerQuery"]
-            .as_object()
-            .into_iter()
-            .flat_map(|q| q.values())
-            .flat_map(|q| {
-                q["activePartitions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|p| p["partition"].as_i64())
-            .collect();
-        partitions.sort_unstable();
-        owned.insert(host.clone(), partitions);
-    }
-    owned
-}
-
-fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(work)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    live_members(port)
+        .into_iter()
+        .map(|(host, member)| {
+            let mut partitions: Vec<i64> =
+                active_partitions(&member).into_values().flatten().collect();
+            partitions.sort_unstable();
+            (host, partitions)
+        })
+        .collect()
 }
 
 #[test]
@@ -239,15 +126,7 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     }
     let first = expected(half);
     for port in [port_a, port_b] {
-        let mut last = Ok(BTreeMap::new());
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            last = pull(port);
-            if last.as_ref().is_ok_and(|t| *t == first) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        let last = settle(Duration::from_secs(90), &first, || pull(port));
         let table = last.unwrap_or_else(|e| panic!("pull on {port}: {e}\n{}", logs(&work)));
         if table != first {
             for p in [port_a, port_b] {
@@ -329,15 +208,7 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
         || ownership(port_a).get(&host_a).map(Vec::len) == Some(PARTITIONS as usize),
     );
     let all = expected(events);
-    let mut last = Ok(BTreeMap::new());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        last = pull(port_a);
-        if last.as_ref().is_ok_and(|t| *t == all) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let last = settle(Duration::from_secs(120), &all, || pull(port_a));
     let table = last.unwrap_or_else(|e| panic!("pull on the survivor: {e}\n{}", logs(&work)));
     assert_eq!(
         difference(&all, &table),
@@ -356,20 +227,6 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     );
     drop(a);
     let _ = std::fs::remove_dir_all(&work);
-}
-
-/// Records the servers on `ports` have read, summed.
-fn records_in(ports: &[u16]) -> u64 {
-    ports
-        .iter()
-        .filter_map(|p| get(*p, "/metrics"))
-        .flat_map(|m| {
-            m.lines()
-                .filter(|l| l.starts_with("sluice_query_records_in_total{query_id=\"CTAS_TOTALS"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
 }
 
 #[test]
@@ -419,7 +276,7 @@ fn throughput_of_one_and_of_two_servers() {
         }
         let produced = began.elapsed();
         wait_for("every event", &work, Duration::from_secs(600), || {
-            records_in(&ports) >= events
+            records_in(&ports, "CTAS_TOTALS") >= events
         });
         let took = began.elapsed();
         eprintln!(
