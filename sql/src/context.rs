@@ -819,10 +819,31 @@ impl KsqlContext {
         query: &Query,
         sink_name: &str,
     ) -> sluice_engine::query::distributed::PlanFactory {
-        // The sources as they are now, so later DDL cannot change the plan.
+        let query = query.clone();
+        let sink = sink.clone();
+        let sink_name = sink_name.to_string();
+        let query_id = query_id.to_string();
+        let sources = planned.inputs.iter().map(|i| i.source.as_ref().clone());
+        self.factory_over(sources, move |context| {
+            let planned = context.plan(&query, &sink_name).map_err(plan_error)?;
+            query_plan(&query_id, planned, &sink).map_err(plan_error)
+        })
+    }
+
+    /// A factory of plans built by `build` over a catalog holding only
+    /// `sources`, as they are now (so later DDL cannot change the plan),
+    /// with the planner settings of now.
+    fn factory_over(
+        &self,
+        sources: impl IntoIterator<Item = DataSource>,
+        build: impl Fn(&PlanContext) -> sluice_engine::Result<sluice_engine::query::QueryPlan>
+        + Send
+        + Sync
+        + 'static,
+    ) -> sluice_engine::query::distributed::PlanFactory {
         let mut catalog = Catalog::default();
-        for input in &planned.inputs {
-            catalog.put_source(input.source.as_ref().clone());
+        for source in sources {
+            catalog.put_source(source);
         }
         let (new_planner, flush_interval) = {
             let now = self.plan_context(&catalog);
@@ -831,10 +852,6 @@ impl KsqlContext {
         let functions = self.functions.clone();
         let state = self.state.clone();
         let backend = self.runtime.backend().clone();
-        let query = query.clone();
-        let sink = sink.clone();
-        let sink_name = sink_name.to_string();
-        let query_id = query_id.to_string();
         Arc::new(move || {
             let context = PlanContext {
                 catalog: &catalog,
@@ -845,11 +862,7 @@ impl KsqlContext {
                 topics: Some(backend.as_ref()),
                 transient: false,
             };
-            let planned = context
-                .plan(&query, &sink_name)
-                .map_err(|e| sluice_engine::EngineError::Plan(e.to_string()))?;
-            query_plan(&query_id, planned, &sink)
-                .map_err(|e| sluice_engine::EngineError::Plan(e.to_string()))
+            build(&context)
         })
     }
 
@@ -1631,6 +1644,11 @@ fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, StatementError> {
             error,
         }
     })
+}
+
+/// A planning error where the engine asks for a plan.
+fn plan_error(e: SqlError) -> sluice_engine::EngineError {
+    sluice_engine::EngineError::Plan(e.to_string())
 }
 
 /// The engine's plan of a planned query writing to `sink`.
