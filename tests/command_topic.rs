@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    self, active_partitions, live_members, logs, pull_totals, settle, start_member, wait_for,
+    self, active_partitions, live_members, logs, produce_range, pull_totals, settle, start_member,
+    wait_for, wait_healthy,
 };
 use common::{KillOnDrop, free_port, healthy, plays, post, serve_on_kafka};
 use serde_json::{Value, json};
@@ -214,11 +215,7 @@ fn the_catalog_is_shared_through_the_command_topic() {
                 && a.map_or(0, Vec::len) + b.map_or(0, Vec::len) == PARTITIONS as usize
         },
     );
-    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1_000) {
-        topics
-            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "plays", 0..EVENTS, 1_000, Duration::ZERO, record);
     pulls_exactly(port_b, "TOTALS", &expected(EVENTS), &work);
 
     // Bad SQL sent to a is an error, and nothing reaches the topic.
@@ -276,9 +273,7 @@ fn the_catalog_is_shared_through_the_command_topic() {
     b.0.kill().expect("SIGKILL server b");
     let _ = b.0.wait();
     let _b = start(&bootstrap, &work, "b", port_b);
-    wait_for("b to restart", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     assert_eq!(names(port_b, "STREAMS"), ["PLAYS"]);
     assert_eq!(names(port_b, "TABLES"), ["BEST"]);
     assert_eq!(
@@ -340,9 +335,7 @@ fn members_started_together_with_one_queries_folder_load_it_once() {
     b.0.kill().expect("SIGKILL server b");
     let _ = b.0.wait();
     let _b = start(&bootstrap, &work, "b", port_b);
-    wait_for("b to restart", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     assert_eq!(queries(port_b), want);
     assert_eq!(commands(&topics), sent);
     let _ = std::fs::remove_dir_all(&work);

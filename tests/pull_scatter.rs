@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{self, logs, pull_rows, start_member, wait_for};
-use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
+use common::cluster::{self, logs, produce_range, pull_rows, start_member, wait_for, wait_healthy};
+use common::{KillOnDrop, free_port, get, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -89,13 +89,9 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     let host_a = format!("127.0.0.1:{port_a}");
     let host_b = format!("127.0.0.1:{port_b}");
 
@@ -290,19 +286,13 @@ fn pull_latency_alone_and_across_members() {
     let bootstrap = broker.bootstrap_servers();
     let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
     topics.create_topic("users", PARTITIONS, 1).expect("topic");
-    for chunk in (0..rows).collect::<Vec<_>>().chunks(20_000) {
-        topics
-            .produce("users", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "users", 0..rows, 20_000, Duration::ZERO, record);
     let work = work_dir();
     let (port_a, port_b) = (free_port(), free_port());
     let host_a = format!("127.0.0.1:{port_a}");
     let host_b = format!("127.0.0.1:{port_b}");
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let whole = expected(rows);
     wait_for(
         "a to hold everything",
@@ -315,9 +305,7 @@ fn pull_latency_alone_and_across_members() {
     let alone = measure(port_a, &keys, 20);
 
     let b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     wait_for("the split", &work, Duration::from_secs(300), || {
         let m = materialized(port_a);
         let split = |h: &str| m.get(h).is_some_and(|(p, ready)| p.len() == 3 && *ready);

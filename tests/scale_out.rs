@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    active_partitions, difference, live_members, logs, pull_totals, records_in, settle,
-    start_member, wait_for,
+    active_partitions, difference, live_members, logs, produce_range, pull_totals, records_in,
+    settle, start_member, wait_for, wait_healthy,
 };
 use common::{KillOnDrop, free_port, get, healthy, plays, work_dir_with_queries};
 use serde_json::Value;
@@ -93,13 +93,9 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
 
     // Both members own half of the partitions, and both know it.
     let host_a = format!("127.0.0.1:{port_a}");
@@ -119,11 +115,7 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
 
     // Phase 1: both servers count; a pull query on either sees every
     // player, with the exact totals.
-    for chunk in (0..half).collect::<Vec<_>>().chunks(20_000) {
-        topics
-            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "plays", 0..half, 20_000, Duration::ZERO, record);
     let first = expected(half);
     for port in [port_a, port_b] {
         let last = settle(Duration::from_secs(90), &first, || pull(port));
@@ -182,15 +174,14 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     let producer = {
         let topics = topics.clone();
         std::thread::spawn(move || {
-            let mut i = half;
-            while i < events {
-                let end = (i + 5_000).min(events);
-                topics
-                    .produce("plays", (i..end).map(record).collect())
-                    .expect("produce");
-                i = end;
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            produce_range(
+                &topics,
+                "plays",
+                half..events,
+                5_000,
+                Duration::from_millis(50),
+                record,
+            )
         })
     };
     // Killed while it owns partitions and has work left.
@@ -266,14 +257,7 @@ fn throughput_of_one_and_of_two_servers() {
             },
         );
         let began = Instant::now();
-        let mut i = 0;
-        while i < events {
-            let end = (i + 50_000).min(events);
-            topics
-                .produce("plays", (i..end).map(record).collect())
-                .expect("produce");
-            i = end;
-        }
+        produce_range(&topics, "plays", 0..events, 50_000, Duration::ZERO, record);
         let produced = began.elapsed();
         wait_for("every event", &work, Duration::from_secs(600), || {
             records_in(&ports, "CTAS_TOTALS") >= events

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{
-    self, active_partitions, difference, live_members, logs, pull_totals, records_in, settle,
-    start_member, wait_for,
+    self, active_partitions, difference, live_members, logs, produce_range, pull_totals,
+    records_in, settle, start_member, wait_for, wait_healthy,
 };
 use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
 use serde_json::Value;
@@ -207,13 +207,9 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
 
     // The internal topic exists, partitioned as the input.
     let internal = topics
@@ -250,11 +246,7 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     );
 
     // Phase 1: both servers count; a pull on either sees the exact table.
-    for chunk in (0..half).collect::<Vec<_>>().chunks(20_000) {
-        topics
-            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "plays", 0..half, 20_000, Duration::ZERO, record);
     let first = expected(half);
     for port in [port_a, port_b] {
         let table = settle_on(port, &first, Duration::from_secs(90));
@@ -272,15 +264,14 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     let producer = {
         let topics = topics.clone();
         std::thread::spawn(move || {
-            let mut i = half;
-            while i < events {
-                let end = (i + 5_000).min(events);
-                topics
-                    .produce("plays", (i..end).map(record).collect())
-                    .expect("produce");
-                i = end;
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            produce_range(
+                &topics,
+                "plays",
+                half..events,
+                5_000,
+                Duration::from_millis(50),
+                record,
+            )
         })
     };
     // Killed while its re-keying stage has written records its last
@@ -609,14 +600,7 @@ fn throughput_of_one_and_of_two_servers() {
             },
         );
         let began = Instant::now();
-        let mut i = 0;
-        while i < events {
-            let end = (i + 50_000).min(events);
-            topics
-                .produce("plays", (i..end).map(record).collect())
-                .expect("produce");
-            i = end;
-        }
+        produce_range(&topics, "plays", 0..events, 50_000, Duration::ZERO, record);
         let produced = began.elapsed();
         wait_for("every event", &work, Duration::from_secs(900), || {
             records_in(&ports, QUERY) >= passing

@@ -13,8 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sluice_connectors::KafkaTopics;
+use sluice_engine::topic::{Partitioning, Record, TopicBackend};
 
-use super::{KillOnDrop, get, post, serve_on_kafka};
+use super::{KillOnDrop, get, healthy, post, serve_on_kafka};
 
 /// Lines of each member's log a failure message shows.
 const LOG_TAIL: usize = 25;
@@ -69,6 +71,39 @@ pub fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut()
             logs(work)
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits up to a minute for member `name` on `port` to answer its health
+/// check.
+pub fn wait_healthy(work: &Path, name: &str, port: u16) {
+    wait_for(
+        &format!("server {name}"),
+        work,
+        Duration::from_secs(60),
+        || healthy(port),
+    );
+}
+
+/// Produces `record(i)` for every `i` in `range` to `topic`, `chunk` at a
+/// time, sleeping `pause` after each chunk (a steady stream rather than
+/// one burst).
+pub fn produce_range(
+    topics: &KafkaTopics,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    chunk: u64,
+    pause: Duration,
+    record: impl Fn(u64) -> (Partitioning, Record),
+) {
+    let mut i = range.start;
+    while i < range.end {
+        let end = (i + chunk).min(range.end);
+        topics
+            .produce(topic, (i..end).map(&record).collect())
+            .expect("produce");
+        i = end;
+        std::thread::sleep(pause);
     }
 }
 
