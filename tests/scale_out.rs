@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    active_partitions, difference, live_members, logs, produce_range, pull_totals, records_in,
-    settle, start_member, wait_for, wait_healthy,
+    active_partitions, assert_table, difference, live_members, logs, produce_range, pull_totals,
+    records_in, settle, spawn_producer, start_member, wait_for, wait_healthy,
 };
 use common::{KillOnDrop, free_port, get, healthy, plays, work_dir_with_queries};
 use serde_json::Value;
@@ -160,30 +160,18 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
                 difference(&first, &latest)
             );
         }
-        assert_eq!(
-            difference(&first, &table),
-            Vec::<String>::new(),
-            "the whole table on {port} ({} rows of {})\n{}",
-            table.len(),
-            first.len(),
-            logs(&work)
-        );
+        assert_table(&first, &table, &format!("the whole table on {port}"), &work);
     }
 
     // Phase 2: events keep coming; b dies mid-stream.
-    let producer = {
-        let topics = topics.clone();
-        std::thread::spawn(move || {
-            produce_range(
-                &topics,
-                "plays",
-                half..events,
-                5_000,
-                Duration::from_millis(50),
-                record,
-            )
-        })
-    };
+    let producer = spawn_producer(
+        topics.clone(),
+        "plays",
+        half..events,
+        5_000,
+        Duration::from_millis(50),
+        record,
+    );
     // Killed while it owns partitions and has work left.
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(ownership(port_b).get(&host_b).map(Vec::len), Some(3));
@@ -201,14 +189,7 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     let all = expected(events);
     let last = settle(Duration::from_secs(120), &all, || pull(port_a));
     let table = last.unwrap_or_else(|e| panic!("pull on the survivor: {e}\n{}", logs(&work)));
-    assert_eq!(
-        difference(&all, &table),
-        Vec::<String>::new(),
-        "the survivor's table ({} rows of {})\n{}",
-        table.len(),
-        all.len(),
-        logs(&work)
-    );
+    assert_table(&all, &table, "the survivor's table", &work);
     // b's partitions came from b's checkpoints, not from a recount.
     let a_log = std::fs::read_to_string(work.join("a.log")).unwrap_or_default();
     assert!(

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{
-    self, active_partitions, difference, live_members, logs, produce_range, pull_totals,
-    records_in, settle, start_member, wait_for, wait_healthy,
+    self, active_partitions, assert_table, difference, live_members, logs, produce_range,
+    pull_totals, records_in, settle, spawn_producer, start_member, wait_for, wait_healthy,
 };
 use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
 use serde_json::Value;
@@ -250,30 +250,18 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     let first = expected(half);
     for port in [port_a, port_b] {
         let table = settle_on(port, &first, Duration::from_secs(90));
-        assert_eq!(
-            difference(&first, &table),
-            Vec::<String>::new(),
-            "the whole table on {port} ({} rows of {})\n{}",
-            table.len(),
-            first.len(),
-            logs(&work)
-        );
+        assert_table(&first, &table, &format!("the whole table on {port}"), &work);
     }
 
     // Phase 2: events keep coming; b dies mid-stream.
-    let producer = {
-        let topics = topics.clone();
-        std::thread::spawn(move || {
-            produce_range(
-                &topics,
-                "plays",
-                half..events,
-                5_000,
-                Duration::from_millis(50),
-                record,
-            )
-        })
-    };
+    let producer = spawn_producer(
+        topics.clone(),
+        "plays",
+        half..events,
+        5_000,
+        Duration::from_millis(50),
+        record,
+    );
     // Killed while its re-keying stage has written records its last
     // checkpoint does not cover, so that a writes them again.
     let b_units: Vec<i64> = owned(port_b, &host_b, STAGE);
@@ -303,14 +291,7 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     );
     let all = expected(events);
     let table = settle_on(port_a, &all, Duration::from_secs(120));
-    assert_eq!(
-        difference(&all, &table),
-        Vec::<String>::new(),
-        "the survivor's table ({} rows of {})\n{}",
-        table.len(),
-        all.len(),
-        logs(&work)
-    );
+    assert_table(&all, &table, "the survivor's table", &work);
     let a_log = std::fs::read_to_string(work.join("a.log")).unwrap_or_default();
     assert!(
         a_log.contains("unit restored from its checkpoint"),

@@ -107,6 +107,19 @@ pub fn produce_range(
     }
 }
 
+/// [`produce_range`] on a thread of its own, for events that keep coming
+/// while the test does something else.
+pub fn spawn_producer(
+    topics: std::sync::Arc<KafkaTopics>,
+    topic: &'static str,
+    range: std::ops::Range<u64>,
+    chunk: u64,
+    pause: Duration,
+    record: fn(u64) -> (Partitioning, Record),
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || produce_range(&topics, topic, range, chunk, pause, record))
+}
+
 /// Asks `pull` until it answers `want` or `limit` passes; its last answer.
 pub fn settle<T: PartialEq>(
     limit: Duration,
@@ -222,6 +235,23 @@ pub fn difference(
         .take(5)
         .map(|k| format!("{k}: expected {:?}, got {:?}", want.get(k), got.get(k)))
         .collect()
+}
+
+/// Fails, naming `what` and with the members' logs, unless `got` is `want`.
+pub fn assert_table(
+    want: &BTreeMap<String, (i64, i64)>,
+    got: &BTreeMap<String, (i64, i64)>,
+    what: &str,
+    work: &Path,
+) {
+    assert_eq!(
+        difference(want, got),
+        Vec::<String>::new(),
+        "{what} ({} rows of {})\n{}",
+        got.len(),
+        want.len(),
+        logs(work)
+    );
 }
 
 /// The entities `POST /ksql` answers with for `sql` on `port`, or the raw
