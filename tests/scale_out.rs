@@ -18,13 +18,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{
-    active_partitions, assert_table, difference, live_members, logs, produce_range, pull_totals,
-    records_in, settle, spawn_producer, start_member, wait_for, wait_healthy,
+    Throughput, active_partitions, assert_table, difference, live_members, logs, produce_range,
+    pull_totals, settle, spawn_producer, start_member, wait_for, wait_healthy,
 };
-use common::{KillOnDrop, free_port, get, healthy, plays, work_dir_with_queries};
+use common::{KillOnDrop, free_port, get, plays, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -208,49 +208,19 @@ fn throughput_of_one_and_of_two_servers() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    for servers in [1usize, 2] {
-        let broker = TansuBroker::start().expect("a Tansu broker");
-        let bootstrap = broker.bootstrap_servers();
-        let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
-        topics.create_topic("plays", PARTITIONS, 1).expect("input");
-        let work = work_dir();
-        let ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
-        let names = ["a", "b"];
-        let mut running = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            running.push(start(&bootstrap, &work, names[i], *port));
-            wait_for("a server", &work, Duration::from_secs(60), || {
-                healthy(*port)
-            });
-        }
-        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        wait_for(
-            "the partitions to be split",
-            &work,
-            Duration::from_secs(60),
-            || {
-                let owned = ownership(ports[0]);
-                hosts.iter().all(|h| {
-                    owned
-                        .get(h)
-                        .is_some_and(|p| p.len() == PARTITIONS as usize / servers)
-                })
-            },
-        );
-        let began = Instant::now();
-        produce_range(&topics, "plays", 0..events, 50_000, Duration::ZERO, record);
-        let produced = began.elapsed();
-        wait_for("every event", &work, Duration::from_secs(600), || {
-            records_in(&ports, "CTAS_TOTALS") >= events
-        });
-        let took = began.elapsed();
-        eprintln!(
-            "{servers} server(s): {events} events in {:.2} s = {:.0} events/s end to end (producing them took {:.2} s)",
-            took.as_secs_f64(),
-            events as f64 / took.as_secs_f64(),
-            produced.as_secs_f64()
-        );
-        drop(running);
-        let _ = std::fs::remove_dir_all(&work);
+    Throughput {
+        partitions: PARTITIONS,
+        events,
+        record,
+        work_dir: &work_dir,
+        start: &start,
+        owns_share: &|port, host, share| {
+            ownership(port).get(host).is_some_and(|p| p.len() == share)
+        },
+        query_prefix: "CTAS_TOTALS",
+        done_at: events,
+        limit: Duration::from_secs(600),
+        through: "",
     }
+    .run();
 }

@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{
-    self, active_partitions, assert_table, difference, live_members, logs, produce_range,
-    pull_totals, records_in, settle, spawn_producer, start_member, wait_for, wait_healthy,
+    self, Throughput, active_partitions, assert_table, difference, live_members, logs,
+    produce_range, pull_totals, records_in, settle, spawn_producer, start_member, wait_for,
+    wait_healthy,
 };
 use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
 use serde_json::Value;
@@ -553,47 +554,19 @@ fn throughput_of_one_and_of_two_servers() {
         .unwrap_or(1_000_000);
     // Records reach the aggregate only if they pass its WHERE.
     let passing = (0..events).filter(|i| event(*i).2 > 4).count() as u64;
-    for servers in [1usize, 2] {
-        let broker = TansuBroker::start().expect("a Tansu broker");
-        let bootstrap = broker.bootstrap_servers();
-        let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
-        topics.create_topic("plays", PARTITIONS, 1).expect("input");
-        let work = work_dir();
-        let ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
-        let names = ["a", "b"];
-        let mut running = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            running.push(start(&bootstrap, &work, names[i], *port));
-            wait_for("a server", &work, Duration::from_secs(60), || {
-                healthy(*port)
-            });
-        }
-        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let share = PARTITIONS as usize / servers;
-        wait_for(
-            "the partitions to be split",
-            &work,
-            Duration::from_secs(60),
-            || {
-                hosts
-                    .iter()
-                    .all(|h| owns(ports[0], h, QUERY) == share && owns(ports[0], h, STAGE) == share)
-            },
-        );
-        let began = Instant::now();
-        produce_range(&topics, "plays", 0..events, 50_000, Duration::ZERO, record);
-        let produced = began.elapsed();
-        wait_for("every event", &work, Duration::from_secs(900), || {
-            records_in(&ports, QUERY) >= passing
-        });
-        let took = began.elapsed();
-        eprintln!(
-            "{servers} server(s): {events} events in {:.2} s = {:.0} events/s end to end through both stages (producing them took {:.2} s)",
-            took.as_secs_f64(),
-            events as f64 / took.as_secs_f64(),
-            produced.as_secs_f64()
-        );
-        drop(running);
-        let _ = std::fs::remove_dir_all(&work);
+    Throughput {
+        partitions: PARTITIONS,
+        events,
+        record,
+        work_dir: &work_dir,
+        start: &start,
+        owns_share: &|port, host, share| {
+            owns(port, host, QUERY) == share && owns(port, host, STAGE) == share
+        },
+        query_prefix: QUERY,
+        done_at: passing,
+        limit: Duration::from_secs(900),
+        through: " through both stages",
     }
+    .run();
 }

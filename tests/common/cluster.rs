@@ -277,3 +277,82 @@ pub fn records_in(ports: &[u16], query_prefix: &str) -> u64 {
         })
         .sum()
 }
+
+/// An end-to-end throughput measurement of one and then two members over
+/// a fresh broker each time: produce every event of the `plays` topic and
+/// wait until the members' query (ids starting `query_prefix`) has read
+/// `done_at` records.
+pub struct Throughput<'a> {
+    pub partitions: u32,
+    pub events: u64,
+    pub record: fn(u64) -> (Partitioning, Record),
+    pub work_dir: &'a dyn Fn() -> std::path::PathBuf,
+    pub start: &'a dyn Fn(&str, &Path, &str, u16) -> KillOnDrop,
+    /// Whether member `host` owns its `share` of every stage, as the
+    /// member on `port` sees it.
+    pub owns_share: &'a dyn Fn(u16, &str, usize) -> bool,
+    pub query_prefix: &'a str,
+    pub done_at: u64,
+    pub limit: Duration,
+    /// Says what "end to end" went through, after those words.
+    pub through: &'a str,
+}
+
+impl Throughput<'_> {
+    /// Runs the measurement and prints its numbers.
+    pub fn run(&self) {
+        let events = self.events;
+        for servers in [1usize, 2] {
+            let broker =
+                sluice_connectors::kafka::tansu::TansuBroker::start().expect("a Tansu broker");
+            let bootstrap = broker.bootstrap_servers();
+            let topics =
+                KafkaTopics::connect(sluice_connectors::KafkaConfig::new(bootstrap.clone()))
+                    .expect("connected");
+            topics
+                .create_topic("plays", self.partitions, 1)
+                .expect("input");
+            let work = (self.work_dir)();
+            let ports: Vec<u16> = (0..servers).map(|_| super::free_port()).collect();
+            let names = ["a", "b"];
+            let mut running = Vec::new();
+            for (i, port) in ports.iter().enumerate() {
+                running.push((self.start)(&bootstrap, &work, names[i], *port));
+                wait_for("a server", &work, Duration::from_secs(60), || {
+                    healthy(*port)
+                });
+            }
+            let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let share = self.partitions as usize / servers;
+            wait_for(
+                "the partitions to be split",
+                &work,
+                Duration::from_secs(60),
+                || hosts.iter().all(|h| (self.owns_share)(ports[0], h, share)),
+            );
+            let began = Instant::now();
+            produce_range(
+                &topics,
+                "plays",
+                0..events,
+                50_000,
+                Duration::ZERO,
+                self.record,
+            );
+            let produced = began.elapsed();
+            wait_for("every event", &work, self.limit, || {
+                records_in(&ports, self.query_prefix) >= self.done_at
+            });
+            let took = began.elapsed();
+            eprintln!(
+                "{servers} server(s): {events} events in {:.2} s = {:.0} events/s end to end{} (producing them took {:.2} s)",
+                took.as_secs_f64(),
+                events as f64 / took.as_secs_f64(),
+                self.through,
+                produced.as_secs_f64()
+            );
+            drop(running);
+            let _ = std::fs::remove_dir_all(&work);
+        }
+    }
+}
