@@ -524,12 +524,7 @@ impl KsqlContext {
                 });
             }
             if !create.or_replace {
-                return statement_err!(
-                    "Cannot add {} '{}': A {} with the same name already exists",
-                    create.kind.lower(),
-                    create.name,
-                    existing.kind.lower()
-                );
+                return Err(already_exists(create.kind, &create.name, existing.kind));
             }
         }
         let mut columns = Vec::new();
@@ -673,29 +668,12 @@ impl KsqlContext {
             if create.or_replace {
                 return not_supported!("CREATE OR REPLACE of a query's result");
             }
-            return statement_err!(
-                "Cannot add {} '{}': A {} with the same name already exists",
-                create.kind.lower(),
-                create.name,
-                existing.kind.lower()
-            );
+            return Err(already_exists(create.kind, &create.name, existing.kind));
         }
         let planned = self
             .plan_context(&catalog)
             .plan(&create.query, &create.name)?;
-        match (create.kind, planned.kind) {
-            (SourceKind::Stream, SourceKind::Table) => {
-                return statement_err!(
-                    "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead."
-                );
-            }
-            (SourceKind::Table, SourceKind::Stream) => {
-                return statement_err!(
-                    "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead."
-                );
-            }
-            _ => {}
-        }
+        result_kind_matches(create.kind, planned.kind)?;
         let props = &create.properties;
         let source = planned.source.clone();
         let topic = props
@@ -1644,6 +1622,31 @@ fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, StatementError> {
             error,
         }
     })
+}
+
+/// ksqlDB's error for a `CREATE` of `kind` named `name` when a source of
+/// kind `existing` holds the name.
+fn already_exists(kind: SourceKind, name: &str, existing: SourceKind) -> SqlError {
+    SqlError::Statement(format!(
+        "Cannot add {} '{name}': A {} with the same name already exists",
+        kind.lower(),
+        existing.lower()
+    ))
+}
+
+/// ksqlDB's error when a `CREATE {wanted} AS SELECT`'s query produces the
+/// other kind of source.
+fn result_kind_matches(wanted: SourceKind, produced: SourceKind) -> Result<()> {
+    if wanted == produced {
+        return Ok(());
+    }
+    let (produces, use_instead) = match produced {
+        SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+        SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+    };
+    statement_err!(
+        "Invalid result type. Your SELECT query produces a {produces}. Please use {use_instead} statement instead."
+    )
 }
 
 /// A planning error where the engine asks for a plan.
