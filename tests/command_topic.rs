@@ -19,8 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka};
+use common::cluster::{
+    self, active_partitions, live_members, logs, produce_range, pull_totals, settle, start_member,
+    wait_for, wait_healthy,
+};
+use common::{KillOnDrop, free_port, healthy, plays, post, serve_on_kafka};
 use serde_json::{Value, json};
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -32,35 +35,12 @@ const PARTITIONS: u32 = 4;
 const PLAYERS: u64 = 50;
 const EVENTS: u64 = 5_000;
 
-fn event(i: u64) -> (String, i64) {
-    let player = format!("p{}", i.wrapping_mul(7_919) % PLAYERS);
-    let points = ((i.wrapping_mul(2_654_435_761) >> 7) % 100) as i64;
-    (player, points)
-}
-
 fn record(i: u64) -> (Partitioning, Record) {
-    let (player, points) = event(i);
-    (
-        Partitioning::ByKey,
-        Record {
-            key: Some(Bytes::from(player)),
-            value: Some(Bytes::from(format!(r#"{{"POINTS":{points}}}"#))),
-            timestamp: 1_700_000_000_000 + i as i64,
-            headers: vec![],
-        },
-    )
+    plays::record(i, PLAYERS)
 }
 
-/// (games, points) per player after events `0..n`.
 fn expected(n: u64) -> BTreeMap<String, (i64, i64)> {
-    let mut totals = BTreeMap::new();
-    for i in 0..n {
-        let (player, points) = event(i);
-        let t: &mut (i64, i64) = totals.entry(player).or_default();
-        t.0 += 1;
-        t.1 += points;
-    }
-    totals
+    plays::expected(n, PLAYERS)
 }
 
 /// A scratch directory with an empty queries folder: the servers start
@@ -76,53 +56,20 @@ fn work_dir(test: &str) -> PathBuf {
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
-    let extra = [
-        "--service-id".as_ref(),
-        SERVICE_ID.as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
-        "--checkpoint-interval".as_ref(),
-        "500".as_ref(),
-    ];
+    let extra = ["--checkpoint-interval".as_ref(), "500".as_ref()];
     // A restarted member appends to its log, so the first run's stays.
     let log = work.join(format!("{name}.log"));
     let earlier = std::fs::read_to_string(&log).unwrap_or_default();
-    let child = serve_on_kafka(bootstrap, work, port, &extra, &log);
+    let child = start_member(bootstrap, work, name, port, SERVICE_ID, &extra);
     if !earlier.is_empty() {
         let _ = std::fs::write(work.join(format!("{name}.earlier.log")), earlier);
     }
     child
 }
 
-fn logs(work: &Path) -> String {
-    let mut out = String::new();
-    for name in ["a", "b"] {
-        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(25)..];
-        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
-    }
-    out
-}
-
-fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(work)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The entities `POST /ksql` answers with for `sql`.
 fn ksql(port: u16, sql: &str) -> Value {
-    let body = post(port, "/ksql", &json!({ "ksql": sql }).to_string())
-        .unwrap_or_else(|| panic!("no answer from {port} to {sql}"));
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    cluster::ksql(port, sql).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The names a `SHOW STREAMS` or `SHOW TABLES` lists.
@@ -155,53 +102,18 @@ fn queries(port: u16) -> Vec<(String, String)> {
 
 /// The table through a pull query on `port`, or why not.
 fn pull(port: u16, table: &str) -> Result<BTreeMap<String, (i64, i64)>, String> {
-    let body = post(
-        port,
-        "/query",
-        &json!({ "ksql": format!("SELECT * FROM {table};") }).to_string(),
-    )
-    .ok_or("no answer")?;
-    let rows: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let rows = rows
-        .as_array()
-        .ok_or_else(|| format!("not an array: {body}"))?;
-    let mut out = BTreeMap::new();
-    for row in rows.iter().filter_map(|r| r.get("row")) {
-        let c = &row["columns"];
-        let player = c[0].as_str().ok_or("PLAYER")?.to_string();
-        out.insert(
-            player,
-            (c[1].as_i64().ok_or("col 1")?, c[2].as_i64().ok_or("col 2")?),
-        );
-    }
-    Ok(out)
+    pull_totals(port, &format!("SELECT * FROM {table};"))
 }
 
 /// Input partitions of `query` each live member owns, by `host:port`.
 fn ownership(port: u16, query: &str) -> BTreeMap<String, Vec<i64>> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut owned = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        let partitions: Vec<i64> = member["activeStandbyPerQuery"][query]["activePartitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["partition"].as_i64())
-            .collect();
-        owned.insert(host.clone(), partitions);
-    }
-    owned
+    live_members(port)
+        .into_iter()
+        .map(|(host, member)| {
+            let partitions = active_partitions(&member).remove(query).unwrap_or_default();
+            (host, partitions)
+        })
+        .collect()
 }
 
 /// Commands in the command topic.
@@ -211,14 +123,9 @@ fn commands(topics: &KafkaTopics) -> u64 {
 
 /// Waits until the pull of `table` on `port` equals `want`.
 fn pulls_exactly(port: u16, table: &str, want: &BTreeMap<String, (i64, i64)>, work: &Path) {
-    let mut last = Ok(BTreeMap::new());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        last = pull(port, table);
-        if last.as_ref().is_ok_and(|t| t == want) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(300));
+    let last = settle(Duration::from_secs(90), want, || pull(port, table));
+    if last.as_ref().is_ok_and(|t| t == want) {
+        return;
     }
     panic!(
         "pull of {table} on {port}: {:?} rows, want {} rows\n{}",
@@ -308,11 +215,7 @@ fn the_catalog_is_shared_through_the_command_topic() {
                 && a.map_or(0, Vec::len) + b.map_or(0, Vec::len) == PARTITIONS as usize
         },
     );
-    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(1_000) {
-        topics
-            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "plays", 0..EVENTS, 1_000, Duration::ZERO, record);
     pulls_exactly(port_b, "TOTALS", &expected(EVENTS), &work);
 
     // Bad SQL sent to a is an error, and nothing reaches the topic.
@@ -370,9 +273,7 @@ fn the_catalog_is_shared_through_the_command_topic() {
     b.0.kill().expect("SIGKILL server b");
     let _ = b.0.wait();
     let _b = start(&bootstrap, &work, "b", port_b);
-    wait_for("b to restart", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     assert_eq!(names(port_b, "STREAMS"), ["PLAYS"]);
     assert_eq!(names(port_b, "TABLES"), ["BEST"]);
     assert_eq!(
@@ -383,7 +284,7 @@ fn the_catalog_is_shared_through_the_command_topic() {
     );
     let mut best = BTreeMap::new();
     for i in 0..EVENTS {
-        let (player, points) = event(i);
+        let (player, points) = plays::event(i, PLAYERS);
         let entry: &mut (i64, i64) = best.entry(player).or_insert((0, i64::MIN));
         entry.0 += 1;
         entry.1 = entry.1.max(points);
@@ -434,9 +335,7 @@ fn members_started_together_with_one_queries_folder_load_it_once() {
     b.0.kill().expect("SIGKILL server b");
     let _ = b.0.wait();
     let _b = start(&bootstrap, &work, "b", port_b);
-    wait_for("b to restart", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     assert_eq!(queries(port_b), want);
     assert_eq!(commands(&topics), sent);
     let _ = std::fs::remove_dir_all(&work);

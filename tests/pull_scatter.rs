@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka, work_dir_with_queries};
+use common::cluster::{self, logs, produce_range, pull_rows, start_member, wait_for, wait_healthy};
+use common::{KillOnDrop, free_port, get, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -47,107 +48,24 @@ fn expected(n: u64) -> (i64, i64) {
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
-    let extra = [
-        "--service-id".as_ref(),
-        "scatter_".as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
-    ];
-    serve_on_kafka(
-        bootstrap,
-        work,
-        port,
-        &extra,
-        &work.join(format!("{name}.log")),
-    )
-}
-
-fn logs(work: &Path) -> String {
-    let mut out = String::new();
-    for name in ["a", "b"] {
-        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(25)..];
-        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
-    }
-    out
+    start_member(bootstrap, work, name, port, "scatter_", &[])
 }
 
 /// Per live member (`host:port`), the partitions of USERS it materializes
 /// and whether all of them are caught up, as the member on `port` sees it.
 fn materialized(port: u16) -> BTreeMap<String, (Vec<i64>, bool)> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut out = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        let users = &member["materialized"]["USERS"];
-        let ids = |v: &Value| -> Vec<i64> {
-            let mut p: Vec<i64> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_i64)
-                .collect();
-            p.sort_unstable();
-            p
-        };
-        let partitions = ids(&users["partitions"]);
-        let ready = ids(&users["restoring"]).is_empty();
-        out.insert(host.clone(), (partitions, ready));
-    }
-    out
-}
-
-/// The rows of a pull query's answer on `port`, or its error.
-fn pull(port: u16, sql: &str) -> Result<Vec<Vec<Value>>, String> {
-    let body = post(
-        port,
-        "/query",
-        &serde_json::json!({ "ksql": sql }).to_string(),
-    )
-    .ok_or("no answer")?;
-    let answer: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let Some(items) = answer.as_array() else {
-        return Err(body);
-    };
-    Ok(items
-        .iter()
-        .filter_map(|r| r["row"]["columns"].as_array().cloned())
-        .collect())
+    cluster::materialized(port, "USERS")
 }
 
 /// `(COUNT(*), SUM(SCORE))` of USERS through `port`.
 fn totals(port: u16) -> Result<(i64, i64), String> {
-    let rows = pull(port, "SELECT COUNT(*), SUM(SCORE) FROM USERS;")?;
+    let rows = pull_rows(port, "SELECT COUNT(*), SUM(SCORE) FROM USERS;")?;
     match rows.as_slice() {
         [row] => Ok((
             row[0].as_i64().ok_or("COUNT")?,
             row[1].as_i64().ok_or("SUM")?,
         )),
         other => Err(format!("one row expected: {other:?}")),
-    }
-}
-
-fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(work)
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -171,13 +89,9 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     let host_a = format!("127.0.0.1:{port_a}");
     let host_b = format!("127.0.0.1:{port_b}");
 
@@ -206,11 +120,11 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
     let whole = expected(FIRST);
     for port in [port_a, port_b] {
         assert_eq!(totals(port), Ok(whole), "on {port}\n{}", logs(&work));
-        let rows = pull(port, "SELECT ID, SCORE FROM USERS;").expect("scan");
+        let rows = pull_rows(port, "SELECT ID, SCORE FROM USERS;").expect("scan");
         assert_eq!(rows.len() as u64, FIRST, "scan on {port}");
-        let limited = pull(port, "SELECT * FROM USERS LIMIT 7;").expect("limit");
+        let limited = pull_rows(port, "SELECT * FROM USERS LIMIT 7;").expect("limit");
         assert_eq!(limited.len(), 7, "LIMIT on {port}");
-        let filtered = pull(port, "SELECT ID FROM USERS WHERE SCORE = 5;").expect("filter");
+        let filtered = pull_rows(port, "SELECT ID FROM USERS WHERE SCORE = 5;").expect("filter");
         let want = (0..FIRST).filter(|i| i % 97 == 5).count();
         assert_eq!(filtered.len(), want, "filter on {port}");
     }
@@ -234,7 +148,7 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
             theirs.contains(&i64::from(p))
         })
         .expect("a key in b's partitions");
-    let rows = pull(
+    let rows = pull_rows(
         port_a,
         &format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{other}';"),
     )
@@ -248,7 +162,7 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
         "lookup of u{other} through a\n{}",
         logs(&work)
     );
-    let rows = pull(
+    let rows = pull_rows(
         port_a,
         "SELECT ID FROM USERS WHERE ID IN ('u1', 'u2', 'u3', 'nobody');",
     )
@@ -305,7 +219,7 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
         errors.len(),
         errors.first()
     );
-    let rows = pull(
+    let rows = pull_rows(
         port_a,
         &format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{other}';"),
     )
@@ -344,7 +258,7 @@ fn measure(port: u16, keys: &[u64], aggregates: usize) -> ((f64, f64), (f64, f64
     for k in keys {
         let sql = format!("SELECT ID, SCORE FROM USERS WHERE ID = 'u{k}';");
         let started = Instant::now();
-        let rows = pull(port, &sql).expect("lookup");
+        let rows = pull_rows(port, &sql).expect("lookup");
         lookups.push(started.elapsed());
         assert_eq!(rows.len(), 1, "u{k}");
     }
@@ -372,19 +286,13 @@ fn pull_latency_alone_and_across_members() {
     let bootstrap = broker.bootstrap_servers();
     let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
     topics.create_topic("users", PARTITIONS, 1).expect("topic");
-    for chunk in (0..rows).collect::<Vec<_>>().chunks(20_000) {
-        topics
-            .produce("users", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "users", 0..rows, 20_000, Duration::ZERO, record);
     let work = work_dir();
     let (port_a, port_b) = (free_port(), free_port());
     let host_a = format!("127.0.0.1:{port_a}");
     let host_b = format!("127.0.0.1:{port_b}");
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let whole = expected(rows);
     wait_for(
         "a to hold everything",
@@ -397,9 +305,7 @@ fn pull_latency_alone_and_across_members() {
     let alone = measure(port_a, &keys, 20);
 
     let b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
     wait_for("the split", &work, Duration::from_secs(300), || {
         let m = materialized(port_a);
         let split = |h: &str| m.get(h).is_some_and(|(p, ready)| p.len() == 3 && *ready);

@@ -18,10 +18,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka, work_dir_with_queries};
+use common::cluster::{
+    Throughput, active_partitions, assert_table, difference, live_members, logs, produce_range,
+    pull_totals, settle, spawn_producer, start_member, wait_for, wait_healthy,
+};
+use common::{KillOnDrop, free_port, get, plays, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -39,155 +42,39 @@ CREATE TABLE totals AS
   FROM plays GROUP BY player;
 ";
 
-fn event(i: u64) -> (String, i64) {
-    let player = format!("p{}", i.wrapping_mul(7_919) % PLAYERS);
-    let points = ((i.wrapping_mul(2_654_435_761) >> 7) % 100) as i64;
-    (player, points)
-}
-
 fn record(i: u64) -> (Partitioning, Record) {
-    let (player, points) = event(i);
-    (
-        Partitioning::ByKey,
-        Record {
-            key: Some(Bytes::from(player)),
-            value: Some(Bytes::from(format!(r#"{{"POINTS":{points}}}"#))),
-            timestamp: 1_700_000_000_000 + i as i64,
-            headers: vec![],
-        },
-    )
+    plays::record(i, PLAYERS)
 }
 
-/// (games, points) per player after events `0..n`.
 fn expected(n: u64) -> BTreeMap<String, (i64, i64)> {
-    let mut totals = BTreeMap::new();
-    for i in 0..n {
-        let (player, points) = event(i);
-        let t: &mut (i64, i64) = totals.entry(player).or_default();
-        t.0 += 1;
-        t.1 += points;
-    }
-    totals
-}
-
-/// The first rows where `got` differs from `want`.
-fn difference(
-    want: &BTreeMap<String, (i64, i64)>,
-    got: &BTreeMap<String, (i64, i64)>,
-) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
-    keys.into_iter()
-        .filter(|k| want.get(*k) != got.get(*k))
-        .take(5)
-        .map(|k| format!("{k}: expected {:?}, got {:?}", want.get(k), got.get(k)))
-        .collect()
+    plays::expected(n, PLAYERS)
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
-    let extra = [
-        "--service-id".as_ref(),
-        "scale_".as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
-        "--checkpoint-interval".as_ref(),
-        "500".as_ref(),
-    ];
-    serve_on_kafka(
-        bootstrap,
-        work,
-        port,
-        &extra,
-        &work.join(format!("{name}.log")),
-    )
+    let extra = ["--checkpoint-interval".as_ref(), "500".as_ref()];
+    start_member(bootstrap, work, name, port, "scale_", &extra)
 }
 
 fn work_dir() -> PathBuf {
     work_dir_with_queries("scale", "plays.sql", QUERIES)
 }
 
-fn logs(work: &Path) -> String {
-    let mut out = String::new();
-    for name in ["a", "b"] {
-        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(20)..];
-        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
-    }
-    out
-}
-
 /// The whole table through a pull query on `port`, or why not.
 fn pull(port: u16) -> Result<BTreeMap<String, (i64, i64)>, String> {
-    let body = post(
-        port,
-        "/query",
-        r#"{"ksql":"SELECT PLAYER, GAMES, POINTS FROM TOTALS;"}"#,
-    )
-    .ok_or("no answer")?;
-    let rows: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let rows = rows
-        .as_array()
-        .ok_or_else(|| format!("not an array: {body}"))?;
-    let mut table = BTreeMap::new();
-    for row in rows.iter().filter_map(|r| r.get("row")) {
-        let c = &row["columns"];
-        let player = c[0].as_str().ok_or("PLAYER")?.to_string();
-        table.insert(
-            player,
-            (
-                c[1].as_i64().ok_or("GAMES")?,
-                c[2].as_i64().ok_or("POINTS")?,
-            ),
-        );
-    }
-    Ok(table)
+    pull_totals(port, "SELECT PLAYER, GAMES, POINTS FROM TOTALS;")
 }
 
 /// Partitions of the query each live member owns, by `host:port`.
 fn ownership(port: u16) -> BTreeMap<String, Vec<i64>> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut owned = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        let mut partitions: Vec<i64> = member["activeStandbyPerQuery"]
-            .as_object()
-            .into_iter()
-            .flat_map(|q| q.values())
-            .flat_map(|q| {
-                q["activePartitions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|p| p["partition"].as_i64())
-            .collect();
-        partitions.sort_unstable();
-        owned.insert(host.clone(), partitions);
-    }
-    owned
-}
-
-fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(work)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    live_members(port)
+        .into_iter()
+        .map(|(host, member)| {
+            let mut partitions: Vec<i64> =
+                active_partitions(&member).into_values().flatten().collect();
+            partitions.sort_unstable();
+            (host, partitions)
+        })
+        .collect()
 }
 
 #[test]
@@ -206,13 +93,9 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
 
     // Both members own half of the partitions, and both know it.
     let host_a = format!("127.0.0.1:{port_a}");
@@ -232,22 +115,10 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
 
     // Phase 1: both servers count; a pull query on either sees every
     // player, with the exact totals.
-    for chunk in (0..half).collect::<Vec<_>>().chunks(20_000) {
-        topics
-            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "plays", 0..half, 20_000, Duration::ZERO, record);
     let first = expected(half);
     for port in [port_a, port_b] {
-        let mut last = Ok(BTreeMap::new());
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            last = pull(port);
-            if last.as_ref().is_ok_and(|t| *t == first) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        let last = settle(Duration::from_secs(90), &first, || pull(port));
         let table = last.unwrap_or_else(|e| panic!("pull on {port}: {e}\n{}", logs(&work)));
         if table != first {
             for p in [port_a, port_b] {
@@ -289,31 +160,18 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
                 difference(&first, &latest)
             );
         }
-        assert_eq!(
-            difference(&first, &table),
-            Vec::<String>::new(),
-            "the whole table on {port} ({} rows of {})\n{}",
-            table.len(),
-            first.len(),
-            logs(&work)
-        );
+        assert_table(&first, &table, &format!("the whole table on {port}"), &work);
     }
 
     // Phase 2: events keep coming; b dies mid-stream.
-    let producer = {
-        let topics = topics.clone();
-        std::thread::spawn(move || {
-            let mut i = half;
-            while i < events {
-                let end = (i + 5_000).min(events);
-                topics
-                    .produce("plays", (i..end).map(record).collect())
-                    .expect("produce");
-                i = end;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let producer = spawn_producer(
+        topics.clone(),
+        "plays",
+        half..events,
+        5_000,
+        Duration::from_millis(50),
+        record,
+    );
     // Killed while it owns partitions and has work left.
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(ownership(port_b).get(&host_b).map(Vec::len), Some(3));
@@ -329,24 +187,9 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
         || ownership(port_a).get(&host_a).map(Vec::len) == Some(PARTITIONS as usize),
     );
     let all = expected(events);
-    let mut last = Ok(BTreeMap::new());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        last = pull(port_a);
-        if last.as_ref().is_ok_and(|t| *t == all) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let last = settle(Duration::from_secs(120), &all, || pull(port_a));
     let table = last.unwrap_or_else(|e| panic!("pull on the survivor: {e}\n{}", logs(&work)));
-    assert_eq!(
-        difference(&all, &table),
-        Vec::<String>::new(),
-        "the survivor's table ({} rows of {})\n{}",
-        table.len(),
-        all.len(),
-        logs(&work)
-    );
+    assert_table(&all, &table, "the survivor's table", &work);
     // b's partitions came from b's checkpoints, not from a recount.
     let a_log = std::fs::read_to_string(work.join("a.log")).unwrap_or_default();
     assert!(
@@ -358,20 +201,6 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     let _ = std::fs::remove_dir_all(&work);
 }
 
-/// Records the servers on `ports` have read, summed.
-fn records_in(ports: &[u16]) -> u64 {
-    ports
-        .iter()
-        .filter_map(|p| get(*p, "/metrics"))
-        .flat_map(|m| {
-            m.lines()
-                .filter(|l| l.starts_with("sluice_query_records_in_total{query_id=\"CTAS_TOTALS"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 #[test]
 #[ignore = "a measurement, not a check: see the module documentation"]
 fn throughput_of_one_and_of_two_servers() {
@@ -379,56 +208,19 @@ fn throughput_of_one_and_of_two_servers() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    for servers in [1usize, 2] {
-        let broker = TansuBroker::start().expect("a Tansu broker");
-        let bootstrap = broker.bootstrap_servers();
-        let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
-        topics.create_topic("plays", PARTITIONS, 1).expect("input");
-        let work = work_dir();
-        let ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
-        let names = ["a", "b"];
-        let mut running = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            running.push(start(&bootstrap, &work, names[i], *port));
-            wait_for("a server", &work, Duration::from_secs(60), || {
-                healthy(*port)
-            });
-        }
-        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        wait_for(
-            "the partitions to be split",
-            &work,
-            Duration::from_secs(60),
-            || {
-                let owned = ownership(ports[0]);
-                hosts.iter().all(|h| {
-                    owned
-                        .get(h)
-                        .is_some_and(|p| p.len() == PARTITIONS as usize / servers)
-                })
-            },
-        );
-        let began = Instant::now();
-        let mut i = 0;
-        while i < events {
-            let end = (i + 50_000).min(events);
-            topics
-                .produce("plays", (i..end).map(record).collect())
-                .expect("produce");
-            i = end;
-        }
-        let produced = began.elapsed();
-        wait_for("every event", &work, Duration::from_secs(600), || {
-            records_in(&ports) >= events
-        });
-        let took = began.elapsed();
-        eprintln!(
-            "{servers} server(s): {events} events in {:.2} s = {:.0} events/s end to end (producing them took {:.2} s)",
-            took.as_secs_f64(),
-            events as f64 / took.as_secs_f64(),
-            produced.as_secs_f64()
-        );
-        drop(running);
-        let _ = std::fs::remove_dir_all(&work);
+    Throughput {
+        partitions: PARTITIONS,
+        events,
+        record,
+        work_dir: &work_dir,
+        start: &start,
+        owns_share: &|port, host, share| {
+            ownership(port).get(host).is_some_and(|p| p.len() == share)
+        },
+        query_prefix: "CTAS_TOTALS",
+        done_at: events,
+        limit: Duration::from_secs(600),
+        through: "",
     }
+    .run();
 }

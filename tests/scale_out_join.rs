@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, serve_on_kafka, work_dir_with_queries};
+use common::cluster::{active_partitions, live_members, records_in, start_member, wait_for};
+use common::{KillOnDrop, free_port, healthy, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -37,57 +38,15 @@ fn country(player: u64) -> String {
 }
 
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
-    let extra = [
-        "--service-id".as_ref(),
-        "join_".as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
-    ];
-    serve_on_kafka(
-        bootstrap,
-        work,
-        port,
-        &extra,
-        &work.join(format!("{name}.log")),
-    )
+    start_member(bootstrap, work, name, port, "join_", &[])
 }
 
-/// Partitions of the join each member owns, as `port` sees it.
+/// Partitions of the join the live member `host` owns, as `port` sees it.
 fn owned(port: u16, host: &str) -> usize {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return 0;
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return 0;
-    };
-    let status: Value = serde_json::from_str(body).unwrap_or_default();
-    status["clusterStatus"][host]["activeStandbyPerQuery"][QUERY]["activePartitions"]
-        .as_array()
-        .map_or(0, Vec::len)
-}
-
-/// Records the join has read on the servers on `ports`.
-fn records_in(ports: &[u16]) -> u64 {
-    let prefix = format!("sluice_query_records_in_total{{query_id=\"{QUERY}\"");
-    ports
-        .iter()
-        .filter_map(|p| get(*p, "/metrics"))
-        .flat_map(|m| {
-            m.lines()
-                .filter(|l| l.starts_with(&prefix))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    live_members(port)
+        .get(host)
+        .and_then(|member| active_partitions(member).remove(QUERY))
+        .map_or(0, |p| p.len())
 }
 
 #[test]
@@ -104,11 +63,12 @@ fn two_servers_join_their_own_partitions_of_a_co_partitioned_stream_and_table() 
     let _a = start(&bootstrap, &work, "a", port_a);
     let _b = start(&bootstrap, &work, "b", port_b);
     for port in [port_a, port_b] {
-        wait_for("a server", Duration::from_secs(60), || healthy(port));
+        wait_for("a server", &work, Duration::from_secs(60), || healthy(port));
     }
     let hosts = [format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}")];
     wait_for(
         "the partitions to be split",
+        &work,
         Duration::from_secs(60),
         || hosts.iter().all(|h| owned(port_a, h) == 3),
     );
@@ -129,9 +89,12 @@ fn two_servers_join_their_own_partitions_of_a_co_partitioned_stream_and_table() 
         })
         .collect();
     topics.produce("players", players).expect("players");
-    wait_for("the table to be read", Duration::from_secs(60), || {
-        records_in(&[port_a, port_b]) >= PLAYERS
-    });
+    wait_for(
+        "the table to be read",
+        &work,
+        Duration::from_secs(60),
+        || records_in(&[port_a, port_b], QUERY) >= PLAYERS,
+    );
     let events = (0..EVENTS)
         .map(|i| {
             (
@@ -172,7 +135,10 @@ fn two_servers_join_their_own_partitions_of_a_co_partitioned_stream_and_table() 
     }
     // Both members joined some of it.
     for port in [port_a, port_b] {
-        assert!(records_in(&[port]) > 0, "server on {port} joined nothing");
+        assert!(
+            records_in(&[port], QUERY) > 0,
+            "server on {port} joined nothing"
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -28,7 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{KillOnDrop, free_port, get, healthy, post, serve_on_kafka, work_dir_with_queries};
+use common::cluster::{
+    self, Throughput, active_partitions, assert_table, difference, live_members, logs,
+    produce_range, pull_totals, records_in, settle, spawn_producer, start_member, wait_for,
+    wait_healthy,
+};
+use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -102,166 +107,50 @@ fn expected(n: u64) -> BTreeMap<String, (i64, i64)> {
     totals
 }
 
-/// The first rows where `got` differs from `want`.
-fn difference(
-    want: &BTreeMap<String, (i64, i64)>,
-    got: &BTreeMap<String, (i64, i64)>,
-) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
-    keys.into_iter()
-        .filter(|k| want.get(*k) != got.get(*k))
-        .take(5)
-        .map(|k| format!("{k}: expected {:?}, got {:?}", want.get(k), got.get(k)))
-        .collect()
-}
-
 fn start(bootstrap: &str, work: &Path, name: &str, port: u16) -> KillOnDrop {
-    let shared = work.join("shared");
     let extra = [
-        "--service-id".as_ref(),
-        SERVICE.as_ref(),
-        "--shared-state-dir".as_ref(),
-        shared.as_os_str(),
         // Long enough that b has written after its last checkpoint when it
         // dies, so that a writes some records again.
         "--checkpoint-interval".as_ref(),
         "2000".as_ref(),
     ];
-    serve_on_kafka(
-        bootstrap,
-        work,
-        port,
-        &extra,
-        &work.join(format!("{name}.log")),
-    )
+    start_member(bootstrap, work, name, port, SERVICE, &extra)
 }
 
 fn work_dir() -> PathBuf {
     work_dir_with_queries("regroup", "plays.sql", QUERIES)
 }
 
-fn logs(work: &Path) -> String {
-    let mut out = String::new();
-    for name in ["a", "b"] {
-        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(20)..];
-        out += &format!("--- server {name}\n{}\n", tail.join("\n"));
-    }
-    out
-}
-
 /// The whole table through a pull query on `port`, or why not.
 fn pull(port: u16) -> Result<BTreeMap<String, (i64, i64)>, String> {
-    let body = post(
-        port,
-        "/query",
-        r#"{"ksql":"SELECT TEAM, GAMES, POINTS FROM TEAMS;"}"#,
-    )
-    .ok_or("no answer")?;
-    let rows: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let rows = rows
-        .as_array()
-        .ok_or_else(|| format!("not an array: {body}"))?;
-    let mut table = BTreeMap::new();
-    for row in rows.iter().filter_map(|r| r.get("row")) {
-        let c = &row["columns"];
-        let team = c[0].as_str().ok_or("TEAM")?.to_string();
-        table.insert(
-            team,
-            (
-                c[1].as_i64().ok_or("GAMES")?,
-                c[2].as_i64().ok_or("POINTS")?,
-            ),
-        );
-    }
-    Ok(table)
+    pull_totals(port, "SELECT TEAM, GAMES, POINTS FROM TEAMS;")
 }
 
-/// Per live member (`host:port`), the partitions it owns of each stage,
-/// by stage id.
-fn ownership(port: u16) -> BTreeMap<String, BTreeMap<String, Vec<i64>>> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut owned = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        let mut stages = BTreeMap::new();
-        for (id, q) in member["activeStandbyPerQuery"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            let mut partitions: Vec<i64> = q["activePartitions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["partition"].as_i64())
-                .collect();
-            partitions.sort_unstable();
-            stages.insert(id.clone(), partitions);
-        }
-        owned.insert(host.clone(), stages);
-    }
-    owned
+/// The partitions of `stage` the member `host` owns, as `port` sees.
+fn owned(port: u16, host: &str, stage: &str) -> Vec<i64> {
+    live_members(port)
+        .get(host)
+        .and_then(|member| active_partitions(member).remove(stage))
+        .unwrap_or_default()
 }
 
 /// How many partitions of `stage` the member `host` owns, as `port` sees.
 fn owns(port: u16, host: &str, stage: &str) -> usize {
-    ownership(port)
-        .get(host)
-        .and_then(|s| s.get(stage))
-        .map_or(0, Vec::len)
-}
-
-fn wait_for(what: &str, work: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(work)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    owned(port, host, stage).len()
 }
 
 /// Waits until a pull on `port` returns `want`; the last table otherwise.
-fn settle(
+fn settle_on(
     port: u16,
     want: &BTreeMap<String, (i64, i64)>,
     limit: Duration,
 ) -> BTreeMap<String, (i64, i64)> {
-    let mut last = Err("never asked".to_string());
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        last = pull(port);
-        if last.as_ref().is_ok_and(|t| t == want) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    last.unwrap_or_else(|e| panic!("pull on {port}: {e}"))
+    settle(limit, want, || pull(port)).unwrap_or_else(|e| panic!("pull on {port}: {e}"))
 }
 
 /// Records the re-keying stage has read on the server on `port`.
 fn stage_records_in(port: u16) -> u64 {
-    let prefix = format!("sluice_query_records_in_total{{query_id=\"{STAGE}\"");
-    get(port, "/metrics")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    records_in(&[port], STAGE)
 }
 
 /// Records the newest checkpoints of the re-keying stage's `units` cover.
@@ -295,15 +184,10 @@ fn count_records(topics: &KafkaTopics, topic: &str, expected: u64) -> u64 {
     n
 }
 
-/// The `ksql` statement's answer on `port`, or the raw body as a string.
+/// The `ksql` statement's answer on `port`, or why there is none as a
+/// string.
 fn ksql(port: u16, statement: &str) -> Value {
-    let body = post(
-        port,
-        "/ksql",
-        &serde_json::json!({ "ksql": statement }).to_string(),
-    )
-    .unwrap_or_default();
-    serde_json::from_str(&body).unwrap_or(Value::String(body))
+    cluster::ksql(port, statement).unwrap_or_else(Value::String)
 }
 
 #[test]
@@ -324,13 +208,9 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
 
     let (port_a, port_b) = (free_port(), free_port());
     let a = start(&bootstrap, &work, "a", port_a);
-    wait_for("server a", &work, Duration::from_secs(60), || {
-        healthy(port_a)
-    });
+    wait_healthy(&work, "a", port_a);
     let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_for("server b", &work, Duration::from_secs(60), || {
-        healthy(port_b)
-    });
+    wait_healthy(&work, "b", port_b);
 
     // The internal topic exists, partitioned as the input.
     let internal = topics
@@ -367,46 +247,25 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     );
 
     // Phase 1: both servers count; a pull on either sees the exact table.
-    for chunk in (0..half).collect::<Vec<_>>().chunks(20_000) {
-        topics
-            .produce("plays", chunk.iter().map(|i| record(*i)).collect())
-            .expect("produce");
-    }
+    produce_range(&topics, "plays", 0..half, 20_000, Duration::ZERO, record);
     let first = expected(half);
     for port in [port_a, port_b] {
-        let table = settle(port, &first, Duration::from_secs(90));
-        assert_eq!(
-            difference(&first, &table),
-            Vec::<String>::new(),
-            "the whole table on {port} ({} rows of {})\n{}",
-            table.len(),
-            first.len(),
-            logs(&work)
-        );
+        let table = settle_on(port, &first, Duration::from_secs(90));
+        assert_table(&first, &table, &format!("the whole table on {port}"), &work);
     }
 
     // Phase 2: events keep coming; b dies mid-stream.
-    let producer = {
-        let topics = topics.clone();
-        std::thread::spawn(move || {
-            let mut i = half;
-            while i < events {
-                let end = (i + 5_000).min(events);
-                topics
-                    .produce("plays", (i..end).map(record).collect())
-                    .expect("produce");
-                i = end;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let producer = spawn_producer(
+        topics.clone(),
+        "plays",
+        half..events,
+        5_000,
+        Duration::from_millis(50),
+        record,
+    );
     // Killed while its re-keying stage has written records its last
     // checkpoint does not cover, so that a writes them again.
-    let b_units: Vec<i64> = ownership(port_b)
-        .get(&host_b)
-        .and_then(|s| s.get(STAGE))
-        .cloned()
-        .unwrap_or_default();
+    let b_units: Vec<i64> = owned(port_b, &host_b, STAGE);
     let shared = work.join("shared");
     wait_for(
         "b to re-key past its last checkpoint",
@@ -432,15 +291,8 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
         },
     );
     let all = expected(events);
-    let table = settle(port_a, &all, Duration::from_secs(120));
-    assert_eq!(
-        difference(&all, &table),
-        Vec::<String>::new(),
-        "the survivor's table ({} rows of {})\n{}",
-        table.len(),
-        all.len(),
-        logs(&work)
-    );
+    let table = settle_on(port_a, &all, Duration::from_secs(120));
+    assert_table(&all, &table, "the survivor's table", &work);
     let a_log = std::fs::read_to_string(work.join("a.log")).unwrap_or_default();
     assert!(
         a_log.contains("unit restored from its checkpoint"),
@@ -521,7 +373,7 @@ impl Pair {
             .expect("produce");
         let want = expected(20_000);
         for port in [port_a, port_b] {
-            let table = settle(port, &want, Duration::from_secs(60));
+            let table = settle_on(port, &want, Duration::from_secs(60));
             assert_eq!(
                 difference(&want, &table),
                 Vec::<String>::new(),
@@ -611,28 +463,10 @@ impl Drop for Pair {
 
 /// The partitions of `source` each live member materializes, by host.
 fn materialized(port: u16, source: &str) -> BTreeMap<String, Vec<i64>> {
-    let Some(answer) = get(port, "/clusterStatus") else {
-        return BTreeMap::new();
-    };
-    let Some((_, body)) = answer.split_once("\r\n\r\n") else {
-        return BTreeMap::new();
-    };
-    let Ok(status) = serde_json::from_str::<Value>(body) else {
-        return BTreeMap::new();
-    };
-    let mut held = BTreeMap::new();
-    for (host, member) in status["clusterStatus"].as_object().into_iter().flatten() {
-        if member["hostAlive"] != true {
-            continue;
-        }
-        if let Some(partitions) = member["materialized"][source]["partitions"].as_array() {
-            held.insert(
-                host.clone(),
-                partitions.iter().filter_map(Value::as_i64).collect(),
-            );
-        }
-    }
-    held
+    cluster::materialized(port, source)
+        .into_iter()
+        .map(|(host, (partitions, _))| (host, partitions))
+        .collect()
 }
 
 /// TERMINATE reaches every member through the command topic. Only the
@@ -710,22 +544,6 @@ fn dropping_a_table_both_members_materialize_deletes_its_topic_once_both_let_go(
     }
 }
 
-/// Records the servers on `ports` have read in the aggregate stage (each
-/// event once, through the repartition topic), summed.
-fn aggregated(ports: &[u16]) -> u64 {
-    let prefix = format!("sluice_query_records_in_total{{query_id=\"{QUERY}\"");
-    ports
-        .iter()
-        .filter_map(|p| get(*p, "/metrics"))
-        .flat_map(|m| {
-            m.lines()
-                .filter(|l| l.starts_with(&prefix))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
 #[test]
 #[ignore = "a measurement, not a check: see the module documentation"]
 fn throughput_of_one_and_of_two_servers() {
@@ -736,54 +554,19 @@ fn throughput_of_one_and_of_two_servers() {
         .unwrap_or(1_000_000);
     // Records reach the aggregate only if they pass its WHERE.
     let passing = (0..events).filter(|i| event(*i).2 > 4).count() as u64;
-    for servers in [1usize, 2] {
-        let broker = TansuBroker::start().expect("a Tansu broker");
-        let bootstrap = broker.bootstrap_servers();
-        let topics = KafkaTopics::connect(KafkaConfig::new(bootstrap.clone())).expect("connected");
-        topics.create_topic("plays", PARTITIONS, 1).expect("input");
-        let work = work_dir();
-        let ports: Vec<u16> = (0..servers).map(|_| free_port()).collect();
-        let names = ["a", "b"];
-        let mut running = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            running.push(start(&bootstrap, &work, names[i], *port));
-            wait_for("a server", &work, Duration::from_secs(60), || {
-                healthy(*port)
-            });
-        }
-        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let share = PARTITIONS as usize / servers;
-        wait_for(
-            "the partitions to be split",
-            &work,
-            Duration::from_secs(60),
-            || {
-                hosts
-                    .iter()
-                    .all(|h| owns(ports[0], h, QUERY) == share && owns(ports[0], h, STAGE) == share)
-            },
-        );
-        let began = Instant::now();
-        let mut i = 0;
-        while i < events {
-            let end = (i + 50_000).min(events);
-            topics
-                .produce("plays", (i..end).map(record).collect())
-                .expect("produce");
-            i = end;
-        }
-        let produced = began.elapsed();
-        wait_for("every event", &work, Duration::from_secs(900), || {
-            aggregated(&ports) >= passing
-        });
-        let took = began.elapsed();
-        eprintln!(
-            "{servers} server(s): {events} events in {:.2} s = {:.0} events/s end to end through both stages (producing them took {:.2} s)",
-            took.as_secs_f64(),
-            events as f64 / took.as_secs_f64(),
-            produced.as_secs_f64()
-        );
-        drop(running);
-        let _ = std::fs::remove_dir_all(&work);
+    Throughput {
+        partitions: PARTITIONS,
+        events,
+        record,
+        work_dir: &work_dir,
+        start: &start,
+        owns_share: &|port, host, share| {
+            owns(port, host, QUERY) == share && owns(port, host, STAGE) == share
+        },
+        query_prefix: QUERY,
+        done_at: passing,
+        limit: Duration::from_secs(900),
+        through: " through both stages",
     }
+    .run();
 }

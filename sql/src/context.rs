@@ -524,12 +524,7 @@ impl KsqlContext {
                 });
             }
             if !create.or_replace {
-                return statement_err!(
-                    "Cannot add {} '{}': A {} with the same name already exists",
-                    create.kind.lower(),
-                    create.name,
-                    existing.kind.lower()
-                );
+                return Err(already_exists(create.kind, &create.name, existing.kind));
             }
         }
         let mut columns = Vec::new();
@@ -673,29 +668,12 @@ impl KsqlContext {
             if create.or_replace {
                 return not_supported!("CREATE OR REPLACE of a query's result");
             }
-            return statement_err!(
-                "Cannot add {} '{}': A {} with the same name already exists",
-                create.kind.lower(),
-                create.name,
-                existing.kind.lower()
-            );
+            return Err(already_exists(create.kind, &create.name, existing.kind));
         }
         let planned = self
             .plan_context(&catalog)
             .plan(&create.query, &create.name)?;
-        match (create.kind, planned.kind) {
-            (SourceKind::Stream, SourceKind::Table) => {
-                return statement_err!(
-                    "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead."
-                );
-            }
-            (SourceKind::Table, SourceKind::Stream) => {
-                return statement_err!(
-                    "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead."
-                );
-            }
-            _ => {}
-        }
+        result_kind_matches(create.kind, planned.kind)?;
         let props = &create.properties;
         let source = planned.source.clone();
         let topic = props
@@ -819,10 +797,31 @@ impl KsqlContext {
         query: &Query,
         sink_name: &str,
     ) -> sluice_engine::query::distributed::PlanFactory {
-        // The sources as they are now, so later DDL cannot change the plan.
+        let query = query.clone();
+        let sink = sink.clone();
+        let sink_name = sink_name.to_string();
+        let query_id = query_id.to_string();
+        let sources = planned.inputs.iter().map(|i| i.source.as_ref().clone());
+        self.factory_over(sources, move |context| {
+            let planned = context.plan(&query, &sink_name).map_err(plan_error)?;
+            query_plan(&query_id, planned, &sink).map_err(plan_error)
+        })
+    }
+
+    /// A factory of plans built by `build` over a catalog holding only
+    /// `sources`, as they are now (so later DDL cannot change the plan),
+    /// with the planner settings of now.
+    fn factory_over(
+        &self,
+        sources: impl IntoIterator<Item = DataSource>,
+        build: impl Fn(&PlanContext) -> sluice_engine::Result<sluice_engine::query::QueryPlan>
+        + Send
+        + Sync
+        + 'static,
+    ) -> sluice_engine::query::distributed::PlanFactory {
         let mut catalog = Catalog::default();
-        for input in &planned.inputs {
-            catalog.put_source(input.source.as_ref().clone());
+        for source in sources {
+            catalog.put_source(source);
         }
         let (new_planner, flush_interval) = {
             let now = self.plan_context(&catalog);
@@ -831,10 +830,6 @@ impl KsqlContext {
         let functions = self.functions.clone();
         let state = self.state.clone();
         let backend = self.runtime.backend().clone();
-        let query = query.clone();
-        let sink = sink.clone();
-        let sink_name = sink_name.to_string();
-        let query_id = query_id.to_string();
         Arc::new(move || {
             let context = PlanContext {
                 catalog: &catalog,
@@ -845,11 +840,7 @@ impl KsqlContext {
                 topics: Some(backend.as_ref()),
                 transient: false,
             };
-            let planned = context
-                .plan(&query, &sink_name)
-                .map_err(|e| sluice_engine::EngineError::Plan(e.to_string()))?;
-            query_plan(&query_id, planned, &sink)
-                .map_err(|e| sluice_engine::EngineError::Plan(e.to_string()))
+            build(&context)
         })
     }
 
@@ -1643,6 +1634,36 @@ fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>, StatementError> {
             error,
         }
     })
+}
+
+/// ksqlDB's error for a `CREATE` of `kind` named `name` when a source of
+/// kind `existing` holds the name.
+fn already_exists(kind: SourceKind, name: &str, existing: SourceKind) -> SqlError {
+    SqlError::Statement(format!(
+        "Cannot add {} '{name}': A {} with the same name already exists",
+        kind.lower(),
+        existing.lower()
+    ))
+}
+
+/// ksqlDB's error when a `CREATE {wanted} AS SELECT`'s query produces the
+/// other kind of source.
+fn result_kind_matches(wanted: SourceKind, produced: SourceKind) -> Result<()> {
+    if wanted == produced {
+        return Ok(());
+    }
+    let (produces, use_instead) = match produced {
+        SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+        SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+    };
+    statement_err!(
+        "Invalid result type. Your SELECT query produces a {produces}. Please use {use_instead} statement instead."
+    )
+}
+
+/// A planning error where the engine asks for a plan.
+fn plan_error(e: SqlError) -> sluice_engine::EngineError {
+    sluice_engine::EngineError::Plan(e.to_string())
 }
 
 /// The engine's plan of a planned query writing to `sink`.

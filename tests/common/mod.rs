@@ -1,8 +1,13 @@
 //! What the tests that run the `sluice` binary as a server share: a child
-//! process killed on drop, a free port, and a bare HTTP/1.1 GET.
+//! process killed on drop, a free port, and a bare HTTP/1.1 GET. Tests of
+//! several members of one cluster find more in [`cluster`], and the
+//! `plays` stream some of them count in [`plays`].
 //!
 //! Each test file uses what it needs of this.
 #![allow(dead_code)]
+
+pub mod cluster;
+pub mod plays;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

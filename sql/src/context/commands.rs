@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{KsqlContext, StatementResult};
+use super::{KsqlContext, StatementResult, already_exists, result_kind_matches};
 use crate::command_topic::{CommandReader, CommandTopic, ReadCommand};
 use crate::error::{Result, SqlError};
 use crate::parser::{ParsedStatement, SourceKind, Statement};
@@ -328,12 +328,7 @@ impl KsqlContext {
                     && !create.if_not_exists
                     && !create.or_replace
                 {
-                    return statement_err!(
-                        "Cannot add {} '{}': A {} with the same name already exists",
-                        create.kind.lower(),
-                        create.name,
-                        existing.kind.lower()
-                    );
+                    return Err(already_exists(create.kind, &create.name, existing.kind));
                 }
             }
             Statement::CreateAsSelect(create) => {
@@ -341,25 +336,12 @@ impl KsqlContext {
                     if create.if_not_exists {
                         return Ok(());
                     }
-                    return statement_err!(
-                        "Cannot add {} '{}': A {} with the same name already exists",
-                        create.kind.lower(),
-                        create.name,
-                        existing.kind.lower()
-                    );
+                    return Err(already_exists(create.kind, &create.name, existing.kind));
                 }
                 let planned = self
                     .plan_context(&catalog)
                     .plan(&create.query, &create.name)?;
-                if create.kind != planned.kind {
-                    let (produces, use_instead) = match planned.kind {
-                        SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
-                        SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
-                    };
-                    return statement_err!(
-                        "Invalid result type. Your SELECT query produces a {produces}. Please use {use_instead} statement instead."
-                    );
-                }
+                result_kind_matches(create.kind, planned.kind)?;
             }
             Statement::InsertInto {
                 target,

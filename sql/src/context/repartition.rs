@@ -10,16 +10,13 @@
 //! offset each carries, and is checkpointed with the aggregate, so the
 //! counts stay exact without Kafka transactions.
 
-use std::sync::Arc;
-
 use sluice_engine::EngineError;
 use sluice_engine::operator::replay_filter::ReplayFilter;
-use sluice_engine::query::QueryPlan;
 use sluice_engine::query::distributed::{ClusterConfig, PlanFactory};
 use sluice_engine::query::sink::RepartitionSink;
 
-use super::{KsqlContext, query_plan};
-use crate::catalog::{Catalog, DataSource};
+use super::{KsqlContext, plan_error, query_plan};
+use crate::catalog::DataSource;
 use crate::error::Result;
 use crate::parser::{Query, SourceKind};
 use crate::planner::{PlanContext, PlannedQuery};
@@ -34,10 +31,6 @@ pub fn repartition_topic(group_prefix: &str, query_id: &str) -> String {
 /// The id of the re-keying stage of query `query_id`.
 pub fn repartition_stage_id(query_id: &str) -> String {
     format!("{query_id}-repartition")
-}
-
-fn plan_error(e: crate::error::SqlError) -> EngineError {
-    EngineError::Plan(e.to_string())
 }
 
 impl KsqlContext {
@@ -107,7 +100,7 @@ impl KsqlContext {
         let key_format = sink.key_format.clone();
         let topic = topic.to_string();
         let source_codec = source.codec();
-        self.factory_over(source.clone(), move |context| {
+        self.factory_over([source.clone()], move |context| {
             let planned = context
                 .plan_repartition(&query, &result)
                 .map_err(plan_error)?;
@@ -153,7 +146,7 @@ impl KsqlContext {
         let query = query.clone();
         let sink = sink.clone();
         let sink_name = sink_name.to_string();
-        self.factory_over(repartitioned, move |context| {
+        self.factory_over([repartitioned], move |context| {
             let planned = context.plan(&query, &sink_name).map_err(plan_error)?;
             let mut plan = query_plan(&query_id, planned, &sink).map_err(plan_error)?;
             let Some(input) = plan.inputs.first_mut() else {
@@ -167,41 +160,12 @@ impl KsqlContext {
             Ok(plan)
         })
     }
-
-    /// A factory of plans built by `build` over a catalog holding only
-    /// `source`, as it is now, with the planner settings of now.
-    fn factory_over(
-        &self,
-        source: DataSource,
-        build: impl Fn(&PlanContext) -> sluice_engine::Result<QueryPlan> + Send + Sync + 'static,
-    ) -> PlanFactory {
-        let mut catalog = Catalog::default();
-        catalog.put_source(source);
-        let (new_planner, flush_interval) = {
-            let now = self.plan_context(&catalog);
-            (now.new_planner, now.flush_interval)
-        };
-        let functions = self.functions.clone();
-        let state = self.state.clone();
-        let backend = self.runtime.backend().clone();
-        Arc::new(move || {
-            let context = PlanContext {
-                catalog: &catalog,
-                functions: &functions,
-                state: &state,
-                new_planner,
-                flush_interval,
-                topics: Some(backend.as_ref()),
-                transient: false,
-            };
-            build(&context)
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use bytes::Bytes;
     use sluice_connectors::embedded::EmbeddedTopics;

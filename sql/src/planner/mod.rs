@@ -78,6 +78,33 @@ pub struct PlannedQuery {
     pub partition_local: bool,
 }
 
+impl PlannedQuery {
+    /// A plan of one input, `source`, read as it is and then through
+    /// `operators` (no joins): a stable key and every partition on its own
+    /// unless the caller says otherwise.
+    fn of_one_source(
+        source: Arc<DataSource>,
+        operators: Vec<Box<dyn Operator>>,
+        schema: LogicalSchema,
+        kind: SourceKind,
+    ) -> PlannedQuery {
+        PlannedQuery {
+            inputs: vec![PlannedInput {
+                source: source.clone(),
+                operators: vec![],
+            }],
+            joins: vec![],
+            window: source.window,
+            source,
+            operators,
+            schema,
+            kind,
+            computed_key: false,
+            partition_local: true,
+        }
+    }
+}
+
 /// Whether `GROUP BY` names exactly the key columns of `source`: then each
 /// group lives in one input partition (records are partitioned by key).
 fn groups_by_source_key(group_by: &[SqlExpr], source: &DataSource) -> bool {
@@ -212,18 +239,9 @@ impl PlanContext<'_> {
             let window = query.window.as_ref().map(window_type).or(source.window);
             let partition_local = groups_by_source_key(&query.group_by, &source);
             return Ok(PlannedQuery {
-                inputs: vec![PlannedInput {
-                    source: source.clone(),
-                    operators: vec![],
-                }],
-                joins: vec![],
-                source,
-                operators,
-                schema,
-                kind: SourceKind::Table,
                 window,
-                computed_key: false,
                 partition_local,
+                ..PlannedQuery::of_one_source(source, operators, schema, SourceKind::Table)
             });
         }
         if query.having.is_some() {
@@ -241,18 +259,8 @@ impl PlanContext<'_> {
         let schema =
             self.finish_projection(columns, &scope, &mut operators, source.window.is_some())?;
         Ok(PlannedQuery {
-            inputs: vec![PlannedInput {
-                source: source.clone(),
-                operators: vec![],
-            }],
-            joins: vec![],
-            source: source.clone(),
-            operators,
-            schema,
-            kind: source.kind,
-            window: source.window,
             computed_key: partition.is_some(),
-            partition_local: true,
+            ..PlannedQuery::of_one_source(source.clone(), operators, schema, source.kind)
         })
     }
 

@@ -28,7 +28,7 @@ use sluice_engine::operator::projection::Projection;
 use sluice_engine::schema::{Column, ColumnKind, LogicalSchema, PSEUDO_COLUMNS, SqlType};
 
 use super::expr::ExprPlanner;
-use super::{PlanContext, PlannedInput, PlannedQuery, col, source_scope};
+use super::{PlanContext, PlannedQuery, col, source_scope};
 use crate::error::{Result, SqlError};
 use crate::parser::{Query, SourceKind};
 use crate::statement_err;
@@ -122,22 +122,14 @@ impl PlanContext<'_> {
             kind: ColumnKind::Value,
             ..c
         }));
+        let schema = LogicalSchema::new(columns);
         Ok(PlannedQuery {
-            inputs: vec![PlannedInput {
-                source: source.clone(),
-                operators: vec![],
-            }],
-            joins: vec![],
-            source,
-            operators,
-            schema: LogicalSchema::new(columns),
-            kind: SourceKind::Stream,
             window: None,
             // A multi-column key of nulls is still written: its group's
             // rows are dropped (and logged) by the aggregate, as without
             // repartitioning.
             computed_key: true,
-            partition_local: true,
+            ..PlannedQuery::of_one_source(source, operators, schema, SourceKind::Stream)
         })
     }
 }
