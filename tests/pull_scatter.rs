@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::{self, logs, produce_range, pull_rows, start_member, wait_for, wait_healthy};
+use common::cluster::{
+    self, logs, produce_range, pull_rows, start_member, start_two, wait_for, wait_healthy,
+};
 use common::{KillOnDrop, free_port, get, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
@@ -87,11 +89,8 @@ fn pulls_on_either_member_see_the_whole_table_and_survive_a_sigkill() {
         .expect("produce");
     let work = work_dir();
 
-    let (port_a, port_b) = (free_port(), free_port());
-    let a = start(&bootstrap, &work, "a", port_a);
-    wait_healthy(&work, "a", port_a);
-    let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_healthy(&work, "b", port_b);
+    let (a, mut b, port_a, port_b) =
+        start_two(&work, |name, port| start(&bootstrap, &work, name, port));
     let host_a = format!("127.0.0.1:{port_a}");
     let host_b = format!("127.0.0.1:{port_b}");
 

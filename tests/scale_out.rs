@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use common::cluster::{
     Throughput, active_partitions, assert_table, difference, live_members, logs, produce_range,
-    pull_totals, settle, spawn_producer, start_member, wait_for, wait_healthy,
+    pull_totals, scale_events, settle, spawn_producer, start_member, start_two, wait_for,
 };
-use common::{KillOnDrop, free_port, get, plays, work_dir_with_queries};
+use common::{KillOnDrop, get, plays, work_dir_with_queries};
 use serde_json::Value;
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
@@ -79,10 +79,7 @@ fn ownership(port: u16) -> BTreeMap<String, Vec<i64>> {
 
 #[test]
 fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly() {
-    let events: u64 = std::env::var("SLUICE_SCALE_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let events = scale_events();
     let half = events / 2;
     let broker = TansuBroker::start().expect("a Tansu broker");
     let bootstrap = broker.bootstrap_servers();
@@ -91,11 +88,8 @@ fn two_servers_share_a_query_and_the_survivor_of_a_sigkill_finishes_it_exactly()
     topics.create_topic("plays", PARTITIONS, 1).expect("input");
     let work = work_dir();
 
-    let (port_a, port_b) = (free_port(), free_port());
-    let a = start(&bootstrap, &work, "a", port_a);
-    wait_healthy(&work, "a", port_a);
-    let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_healthy(&work, "b", port_b);
+    let (a, mut b, port_a, port_b) =
+        start_two(&work, |name, port| start(&bootstrap, &work, name, port));
 
     // Both members own half of the partitions, and both know it.
     let host_a = format!("127.0.0.1:{port_a}");

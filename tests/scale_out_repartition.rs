@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::cluster::{
     self, Throughput, active_partitions, assert_table, difference, live_members, logs,
-    produce_range, pull_totals, records_in, settle, spawn_producer, start_member, wait_for,
-    wait_healthy,
+    produce_range, pull_totals, records_in, scale_events, settle, spawn_producer, start_member,
+    start_two, wait_for,
 };
 use common::{KillOnDrop, free_port, get, healthy, work_dir_with_queries};
 use serde_json::Value;
@@ -194,10 +194,7 @@ fn ksql(port: u16, statement: &str) -> Value {
 fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_and_doubles_nothing()
 {
     let _serial = serial();
-    let events: u64 = std::env::var("SLUICE_SCALE_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let events = scale_events();
     let half = events / 2;
     let broker = TansuBroker::start().expect("a Tansu broker");
     let bootstrap = broker.bootstrap_servers();
@@ -206,11 +203,8 @@ fn two_servers_share_both_stages_of_a_regrouping_aggregate_and_a_sigkill_loses_a
     topics.create_topic("plays", PARTITIONS, 1).expect("input");
     let work = work_dir();
 
-    let (port_a, port_b) = (free_port(), free_port());
-    let a = start(&bootstrap, &work, "a", port_a);
-    wait_healthy(&work, "a", port_a);
-    let mut b = start(&bootstrap, &work, "b", port_b);
-    wait_healthy(&work, "b", port_b);
+    let (a, mut b, port_a, port_b) =
+        start_two(&work, |name, port| start(&bootstrap, &work, name, port));
 
     // The internal topic exists, partitioned as the input.
     let internal = topics

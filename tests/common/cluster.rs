@@ -85,6 +85,29 @@ pub fn wait_healthy(work: &Path, name: &str, port: u16) {
     );
 }
 
+/// Starts members `a` and `b` on free ports with `start(name, port)`, each
+/// healthy before the next starts (so `a` joins the groups first); returns
+/// them with their ports.
+pub fn start_two(
+    work: &Path,
+    start: impl Fn(&str, u16) -> KillOnDrop,
+) -> (KillOnDrop, KillOnDrop, u16, u16) {
+    let (port_a, port_b) = (super::free_port(), super::free_port());
+    let a = start("a", port_a);
+    wait_healthy(work, "a", port_a);
+    let b = start("b", port_b);
+    wait_healthy(work, "b", port_b);
+    (a, b, port_a, port_b)
+}
+
+/// Events a SIGKILL test produces: `SLUICE_SCALE_EVENTS`, else 200,000.
+pub fn scale_events() -> u64 {
+    std::env::var("SLUICE_SCALE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
 /// Produces `record(i)` for every `i` in `range` to `topic`, `chunk` at a
 /// time, sleeping `pause` after each chunk (a steady stream rather than
 /// one burst).
