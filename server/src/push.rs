@@ -297,8 +297,10 @@ impl PushQueries {
             .collect();
         // Stopped by the engine: a DROP of its source stops the push
         // queries reading it.
+        let known: std::collections::HashSet<&str> =
+            states.iter().map(|(id, _)| id.as_str()).collect();
         for id in active.keys() {
-            if !states.iter().any(|(known, _)| known == id) {
+            if !known.contains(id.as_str()) {
                 failed.insert(
                     id.clone(),
                     "The query was stopped: a source it reads was dropped.".to_string(),

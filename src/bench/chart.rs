@@ -88,8 +88,13 @@ pub fn throughput(results: &[Value], title: &str) -> String {
     svg
 }
 
-/// p50, p99 and p99.9 per latency result, on one scale.
-pub fn latency(results: &[Value], title: &str) -> String {
+/// The percentiles a latency chart draws, and their colours.
+const LATENCY_COLORS: [(&str, &str); 3] =
+    [("p50", "#14965b"), ("p99", "#3563e9"), ("p999", "#7a3fe0")];
+
+/// The latency results, the chart's height and pixels per millisecond:
+/// one layout for the SVG and the PNG.
+fn latency_layout(results: &[Value]) -> (Vec<&Value>, f64, f64) {
     let rows: Vec<&Value> = results
         .iter()
         .filter(|r| !r["latency_ms"].is_null())
@@ -99,8 +104,13 @@ pub fn latency(results: &[Value], title: &str) -> String {
         .iter()
         .filter_map(|r| r["latency_ms"]["p999"].as_f64())
         .fold(1.0, f64::max);
-    let scale = (WIDTH - LEFT - RIGHT) / max;
-    let colors = [("p50", "#14965b"), ("p99", "#3563e9"), ("p999", "#7a3fe0")];
+    (rows, height, (WIDTH - LEFT - RIGHT) / max)
+}
+
+/// p50, p99 and p99.9 per latency result, on one scale.
+pub fn latency(results: &[Value], title: &str) -> String {
+    let (rows, height, scale) = latency_layout(results);
+    let colors = LATENCY_COLORS;
     let mut svg = header(height, title);
     for (i, r) in rows.iter().enumerate() {
         let y = 50.0 + ROW * 1.5 * i as f64;
@@ -263,17 +273,8 @@ pub fn throughput_png(results: &[Value], title: &str) -> Result<Vec<u8>> {
 
 /// [`latency`] as PNG, with the same layout.
 pub fn latency_png(results: &[Value], title: &str) -> Result<Vec<u8>> {
-    let rows: Vec<&Value> = results
-        .iter()
-        .filter(|r| !r["latency_ms"].is_null())
-        .collect();
-    let height = 60.0 + ROW * 1.5 * rows.len() as f64 + 30.0;
-    let max = rows
-        .iter()
-        .filter_map(|r| r["latency_ms"]["p999"].as_f64())
-        .fold(1.0, f64::max);
-    let scale = (WIDTH - LEFT - RIGHT) / max;
-    let colors = [("p50", "#14965b"), ("p99", "#3563e9"), ("p999", "#7a3fe0")];
+    let (rows, height, scale) = latency_layout(results);
+    let colors = LATENCY_COLORS;
     png(height, title, |area| {
         for (i, r) in rows.iter().enumerate() {
             let y = 50.0 + ROW * 1.5 * i as f64;

@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use sluice_connectors::kafka::tansu::TansuBroker;
 use sluice_connectors::{KafkaConfig, KafkaTopics};
-use sluice_engine::topic::{Partitioning, Record, TopicBackend};
+use sluice_engine::topic::TopicBackend;
 use sluice_sql::KsqlContext;
 
 use super::scenarios::Scenario;
@@ -84,19 +84,6 @@ fn prepare(
     Ok((topics, ctx))
 }
 
-fn produce(topics: &KafkaTopics, topic: &str, records: Vec<Record>) -> Result<()> {
-    topics
-        .produce(
-            topic,
-            records
-                .into_iter()
-                .map(|r| (Partitioning::Explicit(0), r))
-                .collect(),
-        )
-        .with_context(|| format!("writing to {topic}"))?;
-    Ok(())
-}
-
 /// `servers` is `host:port[,...]`, or `tansu` to start a private broker.
 pub fn throughput(
     scenario: &Scenario,
@@ -122,7 +109,8 @@ pub fn throughput(
         for ((input, records), count) in scenario.inputs.iter().zip(chunk).zip(&mut per_topic) {
             *count += records.len();
             if !records.is_empty() {
-                produce(&topics, input.topic, records).context("writing the input")?;
+                super::produce(topics.as_ref(), input.topic, records)
+                    .context("writing the input")?;
             }
         }
         written = end;
@@ -237,7 +225,7 @@ pub fn latency(
     let paced = super::paced(scenario, events, rate, |batch| {
         for (input, records) in scenario.inputs.iter().zip(batch) {
             if !records.is_empty() {
-                produce(&topics, input.topic, records)?;
+                super::produce(topics.as_ref(), input.topic, records)?;
             }
         }
         Ok(())
